@@ -1,0 +1,37 @@
+# Sourced by scripts/demo and .ci/run: make sure a fresh Debian machine has what signer needs
+# (system packages, a .venv with signer and its test tools), then leave VENV pointing at it.
+# Idempotent and quick when everything is already there.
+
+_apt_install() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "bootstrap: need root (or sudo) to apt-get install $*" >&2
+        return 1
+    fi
+    if [ -z "${_APT_UPDATED:-}" ]; then
+        apt-get update -qq >/dev/null && _APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+bootstrap() {
+    local extras="${1:-}" missing=()
+    command -v openssl >/dev/null || missing+=(openssl)
+    command -v python3 >/dev/null || missing+=(python3)
+    if [ ${#missing[@]} -gt 0 ]; then _apt_install "${missing[@]}"; fi
+
+    VENV="${SIGNER_VENV:-$PWD/.venv}"
+    if [ ! -x "$VENV/bin/python" ]; then
+        if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+            rm -rf "$VENV"
+            _apt_install python3-venv
+            python3 -m venv "$VENV"
+        fi
+        "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+    fi
+    local stamp="$VENV/.signer-installed$extras"
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".$extras" 2>&1 \
+            | grep -v -e '^WARNING: Location' -e '^$' >&2 || true
+        "$VENV/bin/python" -c "import signer" && touch "$stamp"
+    fi
+}

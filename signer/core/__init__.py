@@ -1,0 +1,98 @@
+"""The token core: UserSig formats, keys and verification. Pure: no I/O, no clocks but
+``time.time()`` where a caller leaves the issue time or ``now`` out."""
+
+from signer.core.envelope import pack, unwrap
+from signer.core.errors import (
+    DecompressionError,
+    FieldError,
+    IdentifierMismatch,
+    InvalidArgument,
+    InvalidUserId,
+    JsonError,
+    KeyLoadError,
+    SdkAppIdMismatch,
+    SignatureEncodingError,
+    SignatureMismatch,
+    SignerError,
+    SigningFailed,
+    TimeFieldError,
+    TokenEmpty,
+    TokenEncodingError,
+    TokenExpired,
+    UserbufError,
+    VerificationError,
+)
+from signer.core.keys import (
+    Curve,
+    EcPrivateKey,
+    EcPublicKey,
+    HmacSecret,
+    generate_private_key,
+    load_private_key,
+    load_public_key,
+)
+from signer.core.limits import (
+    DEFAULT_EXPIRE,
+    DEFAULT_LIMITS,
+    PRIVILEGE_ALL,
+    UINT32_MAX,
+    VerifyLimits,
+)
+from signer.core.policy import DEFAULT_POLICY, UserIdPolicy
+from signer.core.privilege import (
+    PrivilegeMap,
+    decode_privilege_map,
+    encode_privilege_map,
+    sign_privatemapkey,
+)
+from signer.core.tokens import IssuedToken, TokenSigner, V1Signer, V2Signer, make_signer
+from signer.core.verify import VerifiedToken, decode, verify
+
+__all__ = [
+    "DEFAULT_EXPIRE",
+    "DEFAULT_LIMITS",
+    "DEFAULT_POLICY",
+    "PRIVILEGE_ALL",
+    "UINT32_MAX",
+    "Curve",
+    "DecompressionError",
+    "EcPrivateKey",
+    "EcPublicKey",
+    "FieldError",
+    "HmacSecret",
+    "IdentifierMismatch",
+    "InvalidArgument",
+    "InvalidUserId",
+    "IssuedToken",
+    "JsonError",
+    "KeyLoadError",
+    "PrivilegeMap",
+    "SdkAppIdMismatch",
+    "SignatureEncodingError",
+    "SignatureMismatch",
+    "SignerError",
+    "SigningFailed",
+    "TimeFieldError",
+    "TokenEmpty",
+    "TokenEncodingError",
+    "TokenExpired",
+    "TokenSigner",
+    "UserIdPolicy",
+    "UserbufError",
+    "V1Signer",
+    "V2Signer",
+    "VerificationError",
+    "VerifiedToken",
+    "VerifyLimits",
+    "decode",
+    "decode_privilege_map",
+    "encode_privilege_map",
+    "generate_private_key",
+    "load_private_key",
+    "load_public_key",
+    "make_signer",
+    "pack",
+    "sign_privatemapkey",
+    "unwrap",
+    "verify",
+]

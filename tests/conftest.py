@@ -1,0 +1,47 @@
+"""Shared fixtures: keys on both curves, a v2 secret, and a pinned clock value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from signer.core import (
+    Curve,
+    EcPrivateKey,
+    HmacSecret,
+    V1Signer,
+    V2Signer,
+    generate_private_key,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ISSUED_AT = 1_700_000_000
+SDKAPPID = 1400000001
+SECRET_TEXT = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"
+
+
+@pytest.fixture(scope="session", params=[Curve.P256, Curve.SECP256K1], ids=lambda c: c.value)
+def ec_key(request: pytest.FixtureRequest) -> EcPrivateKey:
+    """A private key on each supported curve."""
+    return generate_private_key(request.param)
+
+
+@pytest.fixture(scope="session")
+def p256_key() -> EcPrivateKey:
+    return generate_private_key(Curve.P256)
+
+
+@pytest.fixture(scope="session")
+def secret() -> HmacSecret:
+    return HmacSecret.from_text(SECRET_TEXT)
+
+
+@pytest.fixture
+def v1_signer(ec_key: EcPrivateKey) -> V1Signer:
+    return V1Signer(SDKAPPID, ec_key)
+
+
+@pytest.fixture
+def v2_signer(secret: HmacSecret) -> V2Signer:
+    return V2Signer(SDKAPPID, secret)
