@@ -33,19 +33,21 @@ class UserIdPolicy:
             raise InvalidUserId("invalid_unicode", "userid must be a string")
         if not userid:
             raise InvalidUserId("empty", "userid is empty")
-        try:
-            encoded = userid.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidUserId(
-                "invalid_unicode", "userid contains a lone surrogate and is not valid Unicode"
-            ) from None
+        if userid.isascii() and userid.isprintable():  # the common case, without a scan
+            encoded = userid.encode("ascii")
+        else:
+            try:
+                encoded = userid.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidUserId(
+                    "invalid_unicode", "userid contains a lone surrogate and is not valid Unicode"
+                ) from None
+            _reject_control_characters(userid)
         if len(encoded) > self.max_bytes:
             raise InvalidUserId(
                 "too_long",
                 f"userid is {len(encoded)} bytes in UTF-8; the limit is {self.max_bytes}",
             )
-        if not encoded.isascii() or not encoded.isalnum():
-            _reject_control_characters(userid)
         return encoded
 
 

@@ -108,18 +108,24 @@ class V1Signer:
         self.policy.check(userid)
         now = check_times(expire, issued_at)
         userbuf_b64 = _encode_userbuf(userbuf)
+        time_text, expire_text = str(now), str(expire)
         fields = {
             "TLS.account_type": "0",
             "TLS.identifier": userid,
             "TLS.appid_at_3rd": "0",
             "TLS.sdk_appid": self._appid,
-            "TLS.expire_after": str(expire),
+            "TLS.expire_after": expire_text,
             "TLS.version": V1_VERSION_STAMP,
-            "TLS.time": str(now),
+            "TLS.time": time_text,
         }
+        text = (
+            f"TLS.appid_at_3rd:0\nTLS.account_type:0\nTLS.identifier:{userid}\n"
+            f"TLS.sdk_appid:{self._appid}\nTLS.time:{time_text}\nTLS.expire_after:{expire_text}\n"
+        )
         if userbuf_b64 is not None:
             fields["TLS.userbuf"] = userbuf_b64
-        fields["TLS.sig"] = b64encode(self.key.sign(v1_signed_text(fields)))
+            text += f"TLS.userbuf:{userbuf_b64}\n"
+        fields["TLS.sig"] = b64encode(self.key.sign(text.encode()))
         return IssuedToken(pack(fields), userid, self.sdkappid, now, expire, 1)
 
 
