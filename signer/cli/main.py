@@ -12,6 +12,7 @@ import sys
 import click
 
 from signer import __version__
+from signer.cli.bulk import bulk
 from signer.cli.keys import keygen
 from signer.cli.tokens import decode, privatemapkey, sign, verify
 from signer.core import SignerError
@@ -35,6 +36,7 @@ cli.add_command(sign)
 cli.add_command(privatemapkey)
 cli.add_command(verify)
 cli.add_command(decode)
+cli.add_command(bulk)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,6 +15,13 @@ class SignerError(Exception):
         super().__init__(message)
         self.message = message
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Errors cross process boundaries (engine workers); rebuild them from their fields.
+        return (type(self), self._init_args())
+
+    def _init_args(self) -> tuple[object, ...]:
+        return (self.message,)
+
 
 class InvalidArgument(SignerError):
     """An argument is out of its documented range (expire, sdkappid, room id, ...).
@@ -26,6 +33,9 @@ class InvalidArgument(SignerError):
         super().__init__(message)
         self.field = field
 
+    def _init_args(self) -> tuple[object, ...]:
+        return (self.field, self.message)
+
 
 class InvalidUserId(InvalidArgument):
     """A userid breaks the userid policy; ``rule`` says which rule.
@@ -36,6 +46,9 @@ class InvalidUserId(InvalidArgument):
     def __init__(self, rule: str, message: str) -> None:
         super().__init__("userid", message)
         self.rule = rule
+
+    def _init_args(self) -> tuple[object, ...]:
+        return (self.rule, self.message)
 
 
 class KeyLoadError(SignerError):
@@ -49,6 +62,9 @@ class KeyLoadError(SignerError):
     def __init__(self, problem: str, message: str) -> None:
         super().__init__(message)
         self.problem = problem
+
+    def _init_args(self) -> tuple[object, ...]:
+        return (self.problem, self.message)
 
 
 class VerificationError(SignerError):

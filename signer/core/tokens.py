@@ -30,6 +30,8 @@ class IssuedToken:
     issued_at: int
     expire: int
     version: Literal[1, 2]
+    key_version: str = ""
+    """Label of the key that signed, when the caller keeps several (rotation); else ""."""
 
     @property
     def expires_at(self) -> int:
@@ -42,6 +44,7 @@ class TokenSigner(Protocol):
     sdkappid: int
     version: Literal[1, 2]
     policy: UserIdPolicy
+    key_version: str
 
     def sign(
         self,
@@ -88,11 +91,16 @@ class V1Signer:
     version: Literal[1, 2] = 1
 
     def __init__(
-        self, sdkappid: int, key: EcPrivateKey, policy: UserIdPolicy = DEFAULT_POLICY
+        self,
+        sdkappid: int,
+        key: EcPrivateKey,
+        policy: UserIdPolicy = DEFAULT_POLICY,
+        key_version: str = "",
     ) -> None:
         self.sdkappid = check_sdkappid(sdkappid)
         self.key = key
         self.policy = policy
+        self.key_version = key_version
         self._appid = str(sdkappid)
 
     def __repr__(self) -> str:
@@ -126,7 +134,7 @@ class V1Signer:
             fields["TLS.userbuf"] = userbuf_b64
             text += f"TLS.userbuf:{userbuf_b64}\n"
         fields["TLS.sig"] = b64encode(self.key.sign(text.encode()))
-        return IssuedToken(pack(fields), userid, self.sdkappid, now, expire, 1)
+        return IssuedToken(pack(fields), userid, self.sdkappid, now, expire, 1, self.key_version)
 
 
 class V2Signer:
@@ -135,11 +143,16 @@ class V2Signer:
     version: Literal[1, 2] = 2
 
     def __init__(
-        self, sdkappid: int, secret: HmacSecret, policy: UserIdPolicy = DEFAULT_POLICY
+        self,
+        sdkappid: int,
+        secret: HmacSecret,
+        policy: UserIdPolicy = DEFAULT_POLICY,
+        key_version: str = "",
     ) -> None:
         self.sdkappid = check_sdkappid(sdkappid)
         self.secret = secret
         self.policy = policy
+        self.key_version = key_version
 
     def __repr__(self) -> str:
         return f"V2Signer(sdkappid={self.sdkappid})"
@@ -165,16 +178,19 @@ class V2Signer:
         }
         if userbuf_b64 is not None:
             fields["TLS.userbuf"] = userbuf_b64
-        return IssuedToken(pack(fields), userid, self.sdkappid, now, expire, 2)
+        return IssuedToken(pack(fields), userid, self.sdkappid, now, expire, 2, self.key_version)
 
 
 def make_signer(
-    sdkappid: int, key: EcPrivateKey | HmacSecret, policy: UserIdPolicy = DEFAULT_POLICY
+    sdkappid: int,
+    key: EcPrivateKey | HmacSecret,
+    policy: UserIdPolicy = DEFAULT_POLICY,
+    key_version: str = "",
 ) -> V1Signer | V2Signer:
     """The signer for ``key``'s algorithm: ECDSA keys sign v1, HMAC secrets v2."""
     if isinstance(key, EcPrivateKey):
-        return V1Signer(sdkappid, key, policy)
-    return V2Signer(sdkappid, key, policy)
+        return V1Signer(sdkappid, key, policy, key_version)
+    return V2Signer(sdkappid, key, policy, key_version)
 
 
 _V1_LINES = (
