@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from signer.core import (
     EcPrivateKey,
@@ -86,6 +87,7 @@ def signing_key(
     key_path: str | None, key_pem: str | None, secret_path: str | None, secret_value: str | None
 ) -> EcPrivateKey | HmacSecret:
     """Exactly one of a private key (v1) or a secret (v2), wherever it came from."""
+    _refuse_secret_arguments("key_pem", "secret_value")
     given_key = key_path is not None or key_pem is not None
     given_secret = secret_path is not None or secret_value is not None
     if given_key and given_secret:
@@ -97,6 +99,20 @@ def signing_key(
             "(or set SIGNER_PRIVATE_KEY / SIGNER_SECRET)"
         )
     return key
+
+
+def _refuse_secret_arguments(*names: str) -> None:
+    """The hidden options that carry SIGNER_PRIVATE_KEY / SIGNER_SECRET exist only to read
+    the environment; a secret typed as an argument would land in shell history and ps."""
+    context = click.get_current_context(silent=True)
+    if context is None:
+        return
+    for name in names:
+        if context.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+            raise click.UsageError(
+                "secrets are not taken as arguments: use a file or SIGNER_SECRET / "
+                "SIGNER_PRIVATE_KEY"
+            )
 
 
 def token(value: str | None, path: str | None) -> str:

@@ -4,12 +4,12 @@ offline."""
 from __future__ import annotations
 
 import binascii
+import json
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-import orjson
 
 from signer.cli import inputs
 from signer.core import (
@@ -24,6 +24,7 @@ from signer.core import (
 )
 from signer.core import decode as decode_token
 from signer.core import verify as verify_token
+from signer.core.envelope import BigInt
 
 F = TypeVar("F", bound=Callable[..., Any])
 _UINT32 = click.IntRange(0, UINT32_MAX)
@@ -218,5 +219,18 @@ def decode(token_value: str | None, token_file: str | None) -> None:
     _print_json(fields)
 
 
+def _jsonable(value: object) -> object:
+    """Decoded hostile tokens may hold values JSON writers refuse; show them as text."""
+    if isinstance(value, BigInt):
+        return value.literal
+    if isinstance(value, float):
+        return repr(float(value))
+    return str(value)
+
+
 def _print_json(obj: dict[str, Any]) -> None:
-    click.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
+    # The stdlib writer, not orjson: it escapes lone surrogates and has a default hook for
+    # the odd number types that diagnosis of a hostile token can surface.
+    text = json.dumps(obj, indent=2, ensure_ascii=False, default=_jsonable)
+    sys.stdout.buffer.write(text.encode("utf-8", "backslashreplace") + b"\n")
+    sys.stdout.flush()

@@ -73,6 +73,8 @@ def unwrap(token: str, limits: VerifyLimits = DEFAULT_LIMITS) -> bytes:
     Raises :class:`TokenEmpty` (1), :class:`TokenEncodingError` (2) or
     :class:`DecompressionError` (3).
     """
+    if not isinstance(token, str):
+        raise TokenEncodingError("token must be text")
     if not token:
         raise TokenEmpty("token is empty")
     if len(token) > limits.max_token_chars:
@@ -115,15 +117,24 @@ class _Rejected(Exception):
 
 
 class BigInt(int):
-    """An integer literal too long to be a valid field; kept only to report it."""
+    """An integer literal too long to be a valid field; ``literal`` keeps (the start of)
+    its text for diagnosis, the value itself is never computed."""
+
+    literal: str
+
+    def __new__(cls, literal: str) -> BigInt:
+        obj = super().__new__(cls, 0)
+        obj.literal = literal if len(literal) <= 40 else literal[:40] + "..."
+        return obj
 
 
 class Fraction(float):
     """A JSON number with a fraction or exponent; no UserSig field may be one."""
 
 
-_STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKET = re.compile(r"[\[\]{}]")
+# A string literal, or an unclosed one running to the end (possessive, so an unclosed
+# string is consumed once instead of rescanned from every later quote), or a bracket.
+_DEPTH_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
 
 
 def parse_json(data: bytes, limits: VerifyLimits = DEFAULT_LIMITS) -> dict[str, Any]:
@@ -152,7 +163,7 @@ def parse_json(data: bytes, limits: VerifyLimits = DEFAULT_LIMITS) -> dict[str, 
 
     def integer(literal: str) -> int:
         if len(literal.lstrip("-")) > limits.max_int_digits:
-            return BigInt(0)
+            return BigInt(literal)
         return int(literal)
 
     try:
@@ -175,8 +186,10 @@ def parse_json(data: bytes, limits: VerifyLimits = DEFAULT_LIMITS) -> dict[str, 
 
 def _check_depth(text: str, cap: int) -> None:
     depth = 0
-    for bracket in _BRACKET.findall(_STRING_LITERAL.sub("", text)):
-        depth += 1 if bracket in "[{" else -1
+    for piece in _DEPTH_TOKEN.findall(text):
+        if piece[0] == '"':
+            continue
+        depth += 1 if piece in "[{" else -1
         if depth > cap:
             raise JsonError(f"token JSON is nested deeper than {cap} levels")
 

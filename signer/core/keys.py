@@ -175,7 +175,11 @@ def _pem_blocks(pem: bytes) -> list[tuple[str, bytes]]:
 
 
 def _as_bytes(pem: str | bytes) -> bytes:
-    return pem.encode("utf-8", "replace") if isinstance(pem, str) else pem
+    if isinstance(pem, str):
+        return pem.encode("utf-8", "replace")
+    if not isinstance(pem, bytes | bytearray):
+        raise KeyLoadError("not_pem", "a key must be given as PEM text")
+    return bytes(pem)
 
 
 def load_private_key(pem: str | bytes) -> EcPrivateKey:

@@ -51,13 +51,23 @@ class UserIdPolicy:
         return encoded
 
 
-def _reject_control_characters(userid: str) -> None:
-    for position, char in enumerate(userid):
+def first_control_character(text: str) -> int | None:
+    """Index of the first character a line-based signed text must never contain, if any:
+    C0/C1 controls and DEL, lone surrogates, U+2028 and U+2029."""
+    for position, char in enumerate(text):
         if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
-            raise InvalidUserId(
-                "control_character",
-                f"userid contains the control character U+{ord(char):04X} at position {position}",
-            )
+            return position
+    return None
+
+
+def _reject_control_characters(userid: str) -> None:
+    position = first_control_character(userid)
+    if position is not None:
+        raise InvalidUserId(
+            "control_character",
+            f"userid contains the control character U+{ord(userid[position]):04X} "
+            f"at position {position}",
+        )
 
 
 DEFAULT_POLICY = UserIdPolicy()

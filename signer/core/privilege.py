@@ -13,8 +13,8 @@ from typing import Any
 
 from signer.core.errors import InvalidArgument
 from signer.core.limits import DEFAULT_EXPIRE, MAX_ROOM_STR_BYTES, PRIVILEGE_ALL, UINT32_MAX
-from signer.core.policy import DEFAULT_POLICY, UserIdPolicy
-from signer.core.tokens import IssuedToken, TokenSigner, check_times
+from signer.core.policy import DEFAULT_POLICY, UserIdPolicy, first_control_character
+from signer.core.tokens import IssuedToken, TokenSigner, check_sdkappid, check_times
 
 _U16 = struct.Struct(">H")
 _FIXED = struct.Struct(">IIIII")  # sdkappid, room id, expiry, privilege, account type
@@ -73,7 +73,7 @@ def check_room(room_id: int | None, room_str: str | None) -> tuple[int, bytes | 
         raise InvalidArgument(
             "room_str", f"room_str is {len(encoded)} bytes; the limit is {MAX_ROOM_STR_BYTES}"
         )
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in room_str):
+    if first_control_character(room_str) is not None:
         raise InvalidArgument("room_str", "room_str contains a control character")
     return 0, encoded
 
@@ -90,8 +90,13 @@ def encode_privilege_map(
 ) -> bytes:
     """The userbuf granting ``privilege`` in one room until ``expires_at`` (unix seconds)."""
     user = policy.check(userid)
+    if len(user) > 0xFFFF:
+        raise InvalidArgument("userid", "userid is longer than a privilege map can hold")
+    check_sdkappid(sdkappid)
     number, name = check_room(room_id, room_str)
     check_privilege(privilege)
+    if isinstance(expires_at, bool) or not isinstance(expires_at, int):
+        raise InvalidArgument("expire", "privilege expiry must be an integer")
     if not 0 <= expires_at <= UINT32_MAX:
         raise InvalidArgument("expire", "privilege expiry must fit in 32 bits")
     parts = [

@@ -66,6 +66,8 @@ def check_sdkappid(sdkappid: int) -> int:
 def check_times(expire: int, issued_at: int | None) -> int:
     """Return the issue time (now unless given) after checking both fit Tencent's fields."""
     now = int(time.time()) if issued_at is None else issued_at
+    if isinstance(now, bool) or not isinstance(now, int):
+        raise InvalidArgument("issued_at", "issued_at must be an integer unix time")
     if isinstance(expire, bool) or not isinstance(expire, int) or expire <= 0:
         raise InvalidArgument("expire", "expire must be a positive number of seconds")
     if not 0 <= now <= UINT32_MAX or now + expire > UINT32_MAX:
@@ -78,6 +80,8 @@ def check_times(expire: int, issued_at: int | None) -> int:
 def _encode_userbuf(userbuf: bytes | None) -> str | None:
     if userbuf is None:
         return None
+    if not isinstance(userbuf, bytes | bytearray | memoryview):
+        raise InvalidArgument("userbuf", "userbuf must be bytes")
     if len(userbuf) > MAX_USERBUF_BYTES:
         raise InvalidArgument(
             "userbuf", f"userbuf is {len(userbuf)} bytes; the limit is {MAX_USERBUF_BYTES}"

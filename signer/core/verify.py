@@ -97,6 +97,8 @@ def verify(
     """
     fields = decode(token, limits)
     if "TLS.ver" in fields:
+        if not isinstance(fields["TLS.ver"], str):
+            raise FieldError("TLS.ver must be a string")
         if fields["TLS.ver"] != "2.0":
             raise FieldError(f"unsupported TLS.ver {str(fields['TLS.ver'])[:20]!r}")
         result = _verify_v2(fields, userid, sdkappid, key)
@@ -151,7 +153,8 @@ def _verify_v2(
         if name not in fields:
             raise FieldError(f"required field {name} is missing")
         value = fields[name]
-        if isinstance(value, bool) or not isinstance(value, kind | Fraction):
+        allowed = str if kind is str else int | Fraction  # fractions are reported as 10
+        if isinstance(value, bool) or not isinstance(value, allowed):
             raise FieldError(f"{name} must be a {'string' if kind is str else 'number'}")
     if "TLS.userbuf" in fields and not isinstance(fields["TLS.userbuf"], str):
         raise FieldError("TLS.userbuf must be a string")
@@ -159,7 +162,9 @@ def _verify_v2(
     expire = _v2_number(fields, "TLS.expire")
     _check_identity(fields["TLS.identifier"], userid)
     token_appid = fields["TLS.sdkappid"]
-    if isinstance(token_appid, BigInt | Fraction) or token_appid != sdkappid:
+    if isinstance(token_appid, BigInt | Fraction) or not 0 <= token_appid <= UINT32_MAX:
+        raise FieldError("TLS.sdkappid is not an integer in the 32-bit range")
+    if token_appid != sdkappid:
         raise SdkAppIdMismatch(f"token is for sdkappid {token_appid}, not {sdkappid}")
     signature = _signature_bytes(fields["TLS.sig"])
     if not isinstance(key, HmacSecret):

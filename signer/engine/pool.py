@@ -60,9 +60,15 @@ class WorkerPool:
         """Start every worker and wait until each has loaded its keys."""
         loop = asyncio.get_running_loop()
         executor = self._executor
-        await asyncio.gather(
-            *(loop.run_in_executor(executor, worker.ready) for _ in range(self.workers))
-        )
+        try:
+            await asyncio.gather(
+                *(loop.run_in_executor(executor, worker.ready) for _ in range(self.workers))
+            )
+        except BrokenProcessPool:
+            raise WorkerCrashed(
+                "worker processes died while starting (is the main module guarded by "
+                "`if __name__ == '__main__'`? spawned workers re-import it)"
+            ) from None
 
     def pids(self) -> list[int]:
         """Process ids of the current workers (for tests and diagnostics)."""

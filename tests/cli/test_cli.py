@@ -229,35 +229,22 @@ class TestErrors:
         ("argv", "needle"),
         [
             (
-                ["sign", "--sdkappid", SDKAPPID, "--userid", "a\nb", "--secret-value", "x"],
-                "control character",
+                ["sign", "--sdkappid", SDKAPPID, "--userid", "u", "--secret-value", "x"],
+                "not taken as arguments",
             ),
+            (["sign", "--sdkappid", SDKAPPID, "--userid", "a\nb"], "control character"),
+            (["sign", "--sdkappid", SDKAPPID, "--userid", "x" * 40], "limit is 32"),
+            (["sign", "--sdkappid", "0", "--userid", "u"], "sdkappid"),
             (
-                ["sign", "--sdkappid", SDKAPPID, "--userid", "x" * 40, "--secret-value", "x"],
-                "limit is 32",
-            ),
-            (["sign", "--sdkappid", SDKAPPID, "--userid", "u"], "no key"),
-            (["sign", "--sdkappid", "0", "--userid", "u", "--secret-value", "x"], "sdkappid"),
-            (
-                ["sign", "--sdkappid", SDKAPPID, "--userid", "u", "--private-key", "/nonexistent"],
+                ["sign", "--sdkappid", SDKAPPID, "--userid", "u", "--secret-file", "/nonexistent"],
                 "cannot read",
             ),
             (
-                [
-                    "sign",
-                    "--sdkappid",
-                    SDKAPPID,
-                    "--userid",
-                    "u",
-                    "--secret-value",
-                    "x",
-                    "--userbuf-b64",
-                    "%%",
-                ],
+                ["sign", "--sdkappid", SDKAPPID, "--userid", "u", "--userbuf-b64", "%%"],
                 "base64",
             ),
             (
-                ["privatemapkey", "--sdkappid", SDKAPPID, "--userid", "u", "--secret-value", "x"],
+                ["privatemapkey", "--sdkappid", SDKAPPID, "--userid", "u"],
                 "--room-id",
             ),
             (["decode", "--token", "garbage!"], "code 2"),
@@ -266,8 +253,13 @@ class TestErrors:
         ],
     )
     def test_one_line_error_and_nonzero_exit(
-        self, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+        self,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+        argv: list[str],
+        needle: str,
     ) -> None:
+        monkeypatch.setenv("SIGNER_SECRET", "x")
         status, out, err = run(capsys, *argv)
         assert status != 0 and out == ""
         assert err.startswith("signer: error:") and err.count("\n") == 1
@@ -310,3 +302,29 @@ def test_python_dash_m_and_console_script(tmp_path: Path) -> None:
             check=True,
         )
         assert decode(result.stdout.strip())["TLS.identifier"] == "x"
+
+
+def test_no_key_at_all(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SIGNER_SECRET", raising=False)
+    status, _, err = run(capsys, "sign", "--sdkappid", SDKAPPID, "--userid", "u")
+    assert status == 2 and "no key" in err
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"a":1.5}',
+        b'{"a":99999999999999999999}',
+        b'{"a":["\\ud800"]}',
+        b'{"a":' + b"9" * 50 + b"}",
+    ],
+)
+def test_decode_prints_odd_values_without_a_traceback(
+    capsys: pytest.CaptureFixture[str], payload: bytes
+) -> None:
+    """Fractions, huge integers and lone surrogates in a token still print as JSON."""
+    from tests.core.hostile import wrap
+
+    status, out, err = run(capsys, "decode", "--token", wrap(payload))
+    assert status == 0 and err == ""
+    assert "a" in json.loads(out)

@@ -68,6 +68,8 @@ class TestArguments:
             ({"room_str": ""}, "room_str"),
             ({"room_str": "x" * 65}, "room_str"),
             ({"room_str": "a\nb"}, "room_str"),
+            ({"room_str": "a\x85b"}, "room_str"),
+            ({"room_str": "a\u2028b"}, "room_str"),
             ({"room_id": 1, "privilege": 256}, "privilege"),
             ({"room_id": 1, "privilege": -1}, "privilege"),
         ],
@@ -76,6 +78,17 @@ class TestArguments:
         with pytest.raises(InvalidArgument) as info:
             encode_privilege_map("u", 1, 1, **kwargs)  # type: ignore[arg-type]
         assert info.value.field == field
+
+
+def test_sdkappid_and_expiry_are_range_checked() -> None:
+    """Out-of-range numbers are InvalidArgument, never a struct.error."""
+    for kwargs in (
+        {"sdkappid": 2**33, "expires_at": 1},
+        {"sdkappid": -1, "expires_at": 1},
+        {"sdkappid": 1, "expires_at": 5.5},
+    ):
+        with pytest.raises(InvalidArgument):
+            encode_privilege_map("u", room_id=1, **kwargs)  # type: ignore[arg-type]
 
 
 class TestPrivateMapKey:

@@ -185,6 +185,16 @@ class TestSigningArguments:
             V2Signer(sdkappid, secret)  # type: ignore[arg-type]
         assert info.value.field == "sdkappid"
 
+    @pytest.mark.parametrize("issued_at", [True, 1.5, "5"])
+    def test_bad_issue_time_is_refused(self, v2_signer: V2Signer, issued_at: object) -> None:
+        with pytest.raises(InvalidArgument) as info:
+            v2_signer.sign("x", issued_at=issued_at)  # type: ignore[arg-type]
+        assert info.value.field == "issued_at"
+
+    def test_userbuf_must_be_bytes(self, v2_signer: V2Signer) -> None:
+        with pytest.raises(InvalidArgument, match="bytes"):
+            v2_signer.sign("x", userbuf="abc")  # type: ignore[arg-type]
+
     def test_oversized_userbuf_is_refused(self, v2_signer: V2Signer) -> None:
         with pytest.raises(InvalidArgument, match="userbuf"):
             v2_signer.sign("x", userbuf=b"\0" * 5000)

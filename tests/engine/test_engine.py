@@ -1,0 +1,220 @@
+"""The signing engine with a real process pool: batching, errors, backpressure, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import pickle
+
+import pytest
+
+from signer.core import (
+    EcPrivateKey,
+    HmacSecret,
+    InvalidArgument,
+    InvalidUserId,
+    IssuedToken,
+    KeyLoadError,
+    SignerError,
+    verify,
+)
+from signer.engine import (
+    AppKey,
+    Engine,
+    EngineClosed,
+    EngineSettings,
+    KeySet,
+    Overloaded,
+    SignRequest,
+    UnknownApp,
+)
+from tests.engine.conftest import V1_APP, V2_APP
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is not alive
+        return stat.read().split()[2] != "Z"
+
+
+class TestSigning:
+    async def test_many_come_back_in_order_and_verify(
+        self, engine: Engine, v1_key: EcPrivateKey
+    ) -> None:
+        """sign_many returns one token per request, in request order, each valid."""
+        userids = [f"user_{i}" for i in range(300)]
+        results = await engine.sign_many([SignRequest(V1_APP, u, 600) for u in userids])
+        assert [r.userid for r in results if isinstance(r, IssuedToken)] == userids
+        for token in results[::37]:
+            assert isinstance(token, IssuedToken)
+            verify(token.usersig, userid=token.userid, sdkappid=V1_APP, key=v1_key.public_key())
+        assert engine.stats.batches >= 300 // 32
+        assert engine.stats.signed[(V1_APP, "v1")] == 300
+
+    async def test_concurrent_singles_are_coalesced(self, engine: Engine) -> None:
+        """Single requests arriving together travel in shared batches."""
+        tokens = await asyncio.gather(
+            *(engine.sign(SignRequest(V1_APP, f"u{i}")) for i in range(200))
+        )
+        assert len({t.usersig for t in tokens}) == 200
+        assert engine.stats.batches < 50
+        assert sum(engine.stats.batch_sizes) == engine.stats.batches
+
+    async def test_one_bad_item_fails_alone(self, engine: Engine) -> None:
+        """A policy violation or unknown app fails only its own item, with its typed error."""
+        requests = [
+            SignRequest(V1_APP, "good"),
+            SignRequest(V1_APP, "bad\nline"),
+            SignRequest(999, "nobody"),
+            SignRequest(V1_APP, "x", expire=0),
+            SignRequest(V1_APP, "room", room_id=42),
+            SignRequest(V1_APP, "also_good"),
+        ]
+        results = await engine.sign_many(requests)
+        assert isinstance(results[0], IssuedToken)
+        assert isinstance(results[1], InvalidUserId) and results[1].rule == "control_character"
+        assert isinstance(results[2], UnknownApp) and results[2].sdkappid == 999
+        assert isinstance(results[3], InvalidArgument) and results[3].field == "expire"
+        assert isinstance(results[4], IssuedToken) and isinstance(results[5], IssuedToken)
+        with pytest.raises(InvalidUserId):
+            await engine.sign(SignRequest(V1_APP, ""))
+
+    async def test_privatemapkey_through_the_pool(
+        self, engine: Engine, v2_secret: HmacSecret
+    ) -> None:
+        results = await engine.sign_many(
+            [SignRequest(V2_APP, f"u{i}", room_str="会议") for i in range(100)]
+        )
+        token = results[7]
+        assert isinstance(token, IssuedToken)
+        checked = verify(token.usersig, userid="u7", sdkappid=V2_APP, key=v2_secret)
+        assert checked.privilege_map is not None and checked.privilege_map.room_str == "会议"
+
+    async def test_few_v2_tokens_are_signed_inline(self, engine: Engine) -> None:
+        """v2 singles skip the pool (HMAC is cheaper than a round trip); big v2 batches don't."""
+        await engine.sign(SignRequest(V2_APP, "inline"))
+        assert engine.stats.signed_inline == 1 and engine.stats.batches == 0
+        await engine.sign_many([SignRequest(V2_APP, f"u{i}") for i in range(100)])
+        assert engine.stats.signed_inline == 1 and engine.stats.batches > 0
+
+    def test_errors_survive_pickling(self) -> None:
+        """Typed errors cross the process boundary intact."""
+        for error in (
+            InvalidUserId("too_long", "m"),
+            UnknownApp(5),
+            Overloaded("full", 2.0),
+            KeyLoadError("not_ec", "m"),
+            InvalidArgument("expire", "m"),
+        ):
+            copy = pickle.loads(pickle.dumps(error))
+            assert type(copy) is type(error) and vars(copy) == vars(error)
+
+
+class TestBackpressure:
+    async def test_overfull_queue_is_refused_at_once(self, keyset: KeySet) -> None:
+        """Past max_queued waiting items, submit fails immediately with Overloaded."""
+        settings = EngineSettings(workers=1, max_batch=8, max_queued=100, inline_v2_max=0)
+        async with Engine(keyset, settings) as engine:
+            first = asyncio.create_task(
+                engine.sign_many([SignRequest(V1_APP, f"a{i}") for i in range(90)])
+            )
+            await asyncio.sleep(0)
+            with pytest.raises(Overloaded):
+                await engine.sign_many([SignRequest(V1_APP, f"b{i}") for i in range(20)])
+            assert len(await first) == 90
+            assert engine.stats.rejected_overloaded == 20
+            assert engine.stats.queue_depth == 0
+            assert len(await engine.sign_many([SignRequest(V1_APP, "c")] * 100)) == 100
+
+
+class TestResilience:
+    async def test_killed_worker_loses_no_request(
+        self, keyset: KeySet, v1_key: EcPrivateKey
+    ) -> None:
+        """SIGKILL of a worker mid-load: the pool is rebuilt and every request completes."""
+        async with Engine(keyset, EngineSettings(workers=2, max_batch=16)) as engine:
+            victim = engine.worker_pids()[0]
+            tasks = [
+                asyncio.create_task(engine.sign(SignRequest(V1_APP, f"u{i}"))) for i in range(3000)
+            ]
+            while engine.stats.batches < 10:
+                await asyncio.sleep(0.001)
+            os.kill(victim, 9)
+            tokens = await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+            assert [t.userid for t in tokens] == [f"u{i}" for i in range(3000)]
+            assert engine.stats.worker_restarts >= 1
+            assert victim not in engine.worker_pids()
+            after = await engine.sign(SignRequest(V1_APP, "after"))
+            verify(after.usersig, userid="after", sdkappid=V1_APP, key=v1_key.public_key())
+
+    async def test_reload_switches_keys_without_dropping(
+        self, keyset: KeySet, v1_key: EcPrivateKey
+    ) -> None:
+        """A new key set reaches the workers; requests in flight during the switch succeed."""
+        from signer.core import generate_private_key
+
+        new_key = generate_private_key()
+        rotated = KeySet.of([AppKey.from_private_key(V1_APP, new_key, version="2")])
+        async with Engine(keyset, EngineSettings(workers=2, max_batch=16)) as engine:
+            before = asyncio.create_task(
+                engine.sign_many([SignRequest(V1_APP, f"u{i}") for i in range(500)])
+            )
+            await asyncio.sleep(0.01)
+            await engine.reload(rotated)
+            after = await engine.sign_many([SignRequest(V1_APP, f"v{i}") for i in range(200)])
+            old_results = await before
+        assert all(isinstance(r, IssuedToken) for r in old_results)
+        for token in after:
+            assert isinstance(token, IssuedToken) and token.key_version == "2"
+            verify(token.usersig, userid=token.userid, sdkappid=V1_APP, key=new_key.public_key())
+        for token in old_results:
+            assert isinstance(token, IssuedToken)
+            key = v1_key if token.key_version == "1" else new_key
+            verify(token.usersig, userid=token.userid, sdkappid=V1_APP, key=key.public_key())
+
+    async def test_bad_reload_keeps_the_old_keys(self, engine: Engine) -> None:
+        bad = KeySet.of(
+            [
+                AppKey(
+                    V1_APP,
+                    "v1",
+                    b"-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n",
+                )
+            ]
+        )
+        with pytest.raises(SignerError):
+            await engine.reload(bad)
+        assert isinstance(await engine.sign(SignRequest(V1_APP, "still")), IssuedToken)
+
+
+class TestShutdown:
+    async def test_close_finishes_work_and_leaves_no_workers(self, keyset: KeySet) -> None:
+        """close() completes queued requests, then no worker process remains."""
+        engine = Engine(keyset, EngineSettings(workers=2))
+        await engine.start()
+        pids = engine.worker_pids()
+        assert pids and all(alive(p) for p in pids)
+        pending = asyncio.create_task(
+            engine.sign_many([SignRequest(V1_APP, f"u{i}") for i in range(400)])
+        )
+        await asyncio.sleep(0)
+        await engine.close()
+        assert len(await pending) == 400
+        assert not any(alive(p) for p in pids)
+        assert multiprocessing.active_children() == []
+        with pytest.raises(EngineClosed):
+            await engine.sign(SignRequest(V1_APP, "late"))
+
+    async def test_close_after_reload_stops_every_generation(self, keyset: KeySet) -> None:
+        engine = Engine(keyset, EngineSettings(workers=1))
+        await engine.start()
+        first = engine.worker_pids()
+        await engine.reload(keyset)
+        await engine.sign_many([SignRequest(V1_APP, "x")] * 10)
+        second = engine.worker_pids()
+        await engine.close()
+        assert not any(alive(p) for p in first + second)
