@@ -66,6 +66,18 @@ async def engine_case(keyset: KeySet, batch: int, tokens: int, clients: int) -> 
     return {"rate": tokens / seconds, "p50": pct(lat, 50), "p99": pct(lat, 99), "batch": mean_batch}
 
 
+async def v2_case(inline_max: int, tokens: int, clients: int) -> dict[str, float]:
+    """v2 singles signed inline on the loop (the default) or sent to the pool."""
+    from signer.core import HmacSecret
+
+    keyset = KeySet.of([AppKey.from_secret(SDKAPPID, HmacSecret(b"bench-secret"))])
+    settings = EngineSettings(workers=os.cpu_count() or 1, inline_v2_max=inline_max)
+    async with Engine(keyset, settings) as engine:
+        await drive(engine.sign, 500, clients)
+        seconds, lat = await drive(engine.sign, tokens, clients)
+    return {"rate": tokens / seconds, "p50": pct(lat, 50), "p99": pct(lat, 99), "batch": 0.0}
+
+
 async def per_item_case(keyset: KeySet, tokens: int, clients: int) -> dict[str, float]:
     import multiprocessing
 
@@ -103,6 +115,10 @@ async def main() -> None:
             keyset, batch, args.tokens, args.clients
         )
 
+    v2_rows = {
+        "v2 inline (default)": await v2_case(32, args.tokens, args.clients),
+        "v2 through the pool": await v2_case(0, args.tokens, args.clients),
+    }
     base = rows["per-item run_in_executor"]["rate"]
     print(
         f"{args.tokens} v1 P-256 tokens, {args.clients} concurrent clients, "
@@ -117,6 +133,9 @@ async def main() -> None:
             f"{name:28} {r['rate']:9,.0f} {r['rate'] / naive:8.2f} {r['rate'] / base:10.2f} "
             f"{r['batch']:10.1f} {r['p50']:7.2f} {r['p99']:7.2f}"
         )
+    print(f"\n{'v2 (HMAC) singles':28} {'tokens/s':>9} {'p50 ms':>7} {'p99 ms':>7}")
+    for name, r in v2_rows.items():
+        print(f"{name:28} {r['rate']:9,.0f} {r['p50']:7.2f} {r['p99']:7.2f}")
 
 
 if __name__ == "__main__":
