@@ -19,7 +19,8 @@ from typing import IO
 import click
 
 from signer.cli import inputs
-from signer.core import DEFAULT_EXPIRE, UINT32_MAX, EcPrivateKey, HmacSecret
+from signer.cli.options import app_options, signing_key_options
+from signer.core import EcPrivateKey, HmacSecret
 from signer.engine import AppKey, Engine, EngineSettings, KeySet
 from signer.engine.records import CSV_HEADER, Format, Rendered
 
@@ -97,23 +98,8 @@ async def _run(
 
 
 @click.command()
-@click.option("--sdkappid", type=click.IntRange(1, UINT32_MAX), required=True)
-@click.option(
-    "--private-key",
-    "key_path",
-    type=click.Path(dir_okay=False),
-    envvar="SIGNER_PRIVATE_KEY_FILE",
-    help="EC private key PEM (v1 tokens).",
-)
-@click.option("--private-key-pem", "key_pem", envvar="SIGNER_PRIVATE_KEY", hidden=True)
-@click.option(
-    "--secret-file",
-    "secret_path",
-    type=click.Path(dir_okay=False),
-    envvar="SIGNER_SECRET_FILE",
-    help="HMAC secret file (v2 tokens).",
-)
-@click.option("--secret-value", "secret_value", envvar="SIGNER_SECRET", hidden=True)
+@app_options
+@signing_key_options
 @click.option(
     "--userids-file",
     type=click.Path(dir_okay=False, allow_dash=True),
@@ -121,13 +107,6 @@ async def _run(
 )
 @click.option("--count", type=click.IntRange(1), help="Generate <prefix><n> for n in 0..count-1.")
 @click.option("--prefix", default="user_", show_default=True)
-@click.option(
-    "--expire",
-    type=click.IntRange(1, UINT32_MAX),
-    default=DEFAULT_EXPIRE,
-    show_default=True,
-    help="Lifetime in seconds.",
-)
 @click.option(
     "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
 )
@@ -140,7 +119,6 @@ async def _run(
     help="Output file, - for stdout.",
 )
 @click.option("--strict", is_flag=True, help="Stop at the first userid that breaks the policy.")
-@click.option("--max-userid-bytes", type=click.IntRange(1, 1024), default=32, show_default=True)
 @click.option(
     "--workers",
     type=click.IntRange(1, 256),

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 import click
 
 from signer.cli import inputs
+from signer.cli.options import app_options, signing_key_options
 from signer.core import (
-    DEFAULT_EXPIRE,
     PRIVILEGE_ALL,
     UINT32_MAX,
     EcPrivateKey,
@@ -31,46 +31,12 @@ _UINT32 = click.IntRange(0, UINT32_MAX)
 
 
 def _signing_options(func: F) -> F:
-    options = [
-        click.option("--sdkappid", type=click.IntRange(1, UINT32_MAX), required=True),
-        click.option("--userid", required=True, help="The user the token is for."),
-        click.option(
-            "--private-key",
-            "key_path",
-            type=click.Path(dir_okay=False),
-            envvar="SIGNER_PRIVATE_KEY_FILE",
-            help="EC private key PEM (v1). Env: SIGNER_PRIVATE_KEY_FILE, or the PEM itself "
-            "in SIGNER_PRIVATE_KEY.",
-        ),
-        click.option("--private-key-pem", "key_pem", envvar="SIGNER_PRIVATE_KEY", hidden=True),
-        click.option(
-            "--secret-file",
-            "secret_path",
-            type=click.Path(dir_okay=False),
-            envvar="SIGNER_SECRET_FILE",
-            help="File holding the HMAC secret (v2). Env: SIGNER_SECRET_FILE, or the secret "
-            "itself in SIGNER_SECRET.",
-        ),
-        click.option("--secret-value", "secret_value", envvar="SIGNER_SECRET", hidden=True),
-        click.option(
-            "--expire",
-            type=click.IntRange(1, UINT32_MAX),
-            default=DEFAULT_EXPIRE,
-            show_default=True,
-            help="Lifetime in seconds.",
-        ),
-        click.option("--issued-at", type=_UINT32, help="Issue time (unix seconds); default now."),
-        click.option(
-            "--max-userid-bytes",
-            type=click.IntRange(1, 1024),
-            default=UserIdPolicy().max_bytes,
-            show_default=True,
-            help="Userid policy: the longest userid accepted, in UTF-8 bytes.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    func = click.option(
+        "--issued-at", type=_UINT32, help="Issue time (unix seconds); default now."
+    )(func)
+    func = signing_key_options(func)
+    func = click.option("--userid", required=True, help="The user the token is for.")(func)
+    return app_options(func)
 
 
 @click.command()
