@@ -14,6 +14,7 @@ import click
 from signer import __version__
 from signer.cli.bulk import bulk
 from signer.cli.keys import keygen
+from signer.cli.serve import serve
 from signer.cli.tokens import decode, privatemapkey, sign, verify
 from signer.core import SignerError
 
@@ -37,6 +38,7 @@ cli.add_command(privatemapkey)
 cli.add_command(verify)
 cli.add_command(decode)
 cli.add_command(bulk)
+cli.add_command(serve)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -46,7 +46,7 @@ from signer.core.privilege import (
     sign_privatemapkey,
 )
 from signer.core.tokens import IssuedToken, TokenSigner, V1Signer, V2Signer, make_signer
-from signer.core.verify import VerifiedToken, decode, verify
+from signer.core.verify import VerifiedToken, decode, summarize, verify
 
 __all__ = [
     "DEFAULT_EXPIRE",
@@ -93,6 +93,7 @@ __all__ = [
     "make_signer",
     "pack",
     "sign_privatemapkey",
+    "summarize",
     "unwrap",
     "verify",
 ]

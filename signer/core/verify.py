@@ -217,3 +217,29 @@ def _userbuf(
     if privilege is not None and (privilege.userid, privilege.sdkappid) != (userid, sdkappid):
         raise UserbufError("room privilege userbuf was issued for another userid or sdkappid")
     return text, privilege
+
+
+def summarize(fields: dict[str, Any]) -> dict[str, Any]:
+    """Best-effort view of a token's fields in the names ``VerifiedToken.to_dict`` uses, for
+    reporting alongside a failure. Values that are not what they should be are left out."""
+    v2 = fields.get("TLS.ver") == "2.0"
+    names = (
+        ("sdkappid", "TLS.sdkappid" if v2 else "TLS.sdk_appid"),
+        ("time", "TLS.time"),
+        ("expire", "TLS.expire" if v2 else "TLS.expire_after"),
+    )
+    out: dict[str, Any] = {"version": 2 if v2 else 1}
+    identifier = fields.get("TLS.identifier")
+    if isinstance(identifier, str):
+        out["identifier"] = identifier
+    for name, key in names:
+        value = fields.get(key)
+        if isinstance(value, str) and _DECIMAL.fullmatch(value):
+            value = int(value)
+        if type(value) is int and 0 <= value <= UINT32_MAX:
+            out[name] = value
+    if "time" in out and "expire" in out:
+        out["expires_at"] = out["time"] + out["expire"]
+    if isinstance(fields.get("TLS.userbuf"), str):
+        out["userbuf"] = fields["TLS.userbuf"]
+    return out

@@ -1,0 +1,58 @@
+"""The cache interface: what the service needs of any token store, and the entry it keeps.
+
+An entry carries the userid and sdkappid it was issued for, so a read can check them: a
+cache or client bug (such as redis-py's CVE-2023-28858/28859, which could hand one request
+another's reply) must never give one user another user's token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class CachedToken:
+    usersig: str
+    userid: str
+    sdkappid: int
+    issued_at: int
+    expires_at: int
+    key_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    """Everything that changes the token: app, key version, lifetime, userbuf, userid."""
+
+    sdkappid: int
+    key_version: str
+    expire: int
+    userbuf_digest: str
+    userid: str
+
+    def text(self) -> str:
+        # The userid goes last: it may contain ":", every field before it cannot.
+        return (
+            f"usersig:{self.sdkappid}:{self.key_version}:{self.expire}:"
+            f"{self.userbuf_digest or '-'}:{self.userid}"
+        )
+
+
+class CacheBackend(Protocol):
+    """A shared (or local) token store. Calls never raise for a store outage: a backend
+    that cannot answer returns misses and drops writes, and says so in ``healthy``."""
+
+    name: str
+
+    async def get_many(self, keys: Sequence[CacheKey]) -> list[CachedToken | None]: ...
+
+    async def set_many(self, items: Sequence[tuple[CacheKey, CachedToken, int]]) -> None:
+        """Store each token for its TTL in seconds (> 0)."""
+
+    async def delete(self, keys: Sequence[CacheKey]) -> int: ...
+
+    def healthy(self) -> bool: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,61 @@
+"""The in-process cache: bounded, LRU, with per-entry expiry. Dev mode and single instances."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+from signer.cache.base import CachedToken, CacheKey
+
+
+class MemoryCache:
+    """At most ``max_entries`` tokens; the least recently used leave first."""
+
+    name = "memory"
+
+    def __init__(self, max_entries: int = 100_000, clock: Callable[[], float] = time.time) -> None:
+        self.max_entries = max_entries
+        self._clock = clock
+        self._data: OrderedDict[CacheKey, tuple[float, CachedToken]] = OrderedDict()
+
+    async def get_many(self, keys: Sequence[CacheKey]) -> list[CachedToken | None]:
+        now = self._clock()
+        found: list[CachedToken | None] = []
+        for key in keys:
+            item = self._data.get(key)
+            if item is None or item[0] <= now:
+                if item is not None:
+                    del self._data[key]
+                found.append(None)
+                continue
+            self._data.move_to_end(key)
+            found.append(item[1])
+        return found
+
+    async def set_many(self, items: Sequence[tuple[CacheKey, CachedToken, int]]) -> None:
+        if self.max_entries == 0:
+            return
+        deadline_base = self._clock()
+        for key, token, ttl in items:
+            self._data[key] = (deadline_base + ttl, token)
+            self._data.move_to_end(key)
+        while len(self._data) > self.max_entries:
+            self._data.popitem(last=False)
+
+    async def delete(self, keys: Sequence[CacheKey]) -> int:
+        return sum(self._data.pop(key, None) is not None for key in keys)
+
+    async def delete_user(self, sdkappid: int, userid: str) -> int:
+        """Drop every entry of one user (logout, ban), whatever its version or lifetime."""
+        doomed = [k for k in self._data if k.sdkappid == sdkappid and k.userid == userid]
+        return await self.delete(doomed)
+
+    def healthy(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    async def close(self) -> None:
+        self._data.clear()

@@ -1,0 +1,97 @@
+"""Reading settings: a TOML file plus the environment, or dev mode when there is neither.
+
+Every failure becomes a :class:`ConfigError` whose lines each name a field and a problem,
+so ``signer serve`` can stop with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from signer.config.settings import AppSettings, AuthSettings, ServerSettings, Settings
+from signer.core import Curve, generate_private_key
+
+DEV_V1_APP = 1400000001
+DEV_V2_APP = 1400000002
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; ``problems`` are "field: what is wrong" lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _field(location: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in location) or "(config)"
+
+
+def _from_validation(exc: ValidationError) -> ConfigError:
+    problems = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{_field(tuple(error['loc']))}: {message}")
+    return ConfigError(problems)
+
+
+def load_settings(path: Path | None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Settings from ``path`` (TOML) and the environment; dev mode when there are no apps
+    and no file. ``overrides`` (e.g. ``--host``/``--port``) win over everything."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError([f"config file {path}: {exc.strerror}"]) from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"config file {path}: not valid TOML ({exc})"]) from None
+        data["config_dir"] = path.resolve().parent
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise _from_validation(exc) from None
+    if path is None and not settings.apps:
+        settings = _dev_mode(settings)
+    if overrides:
+        server = settings.server.model_copy(update=overrides)
+        settings = settings.model_copy(update={"server": server})
+    return settings
+
+
+def _dev_mode(settings: Settings) -> Settings:
+    """Fresh keys in a temp directory, a v1 and a v2 app, no auth: for trying signer out."""
+    directory = Path(tempfile.mkdtemp(prefix="signer-dev-"))
+    key = generate_private_key(Curve.P256)
+    (directory / "private_key").write_bytes(key.to_pem())
+    (directory / "private_key").chmod(0o600)
+    (directory / "public_key").write_bytes(key.public_key().to_pem())
+    (directory / "secret").write_text(secrets.token_hex(32) + "\n")
+    (directory / "secret").chmod(0o600)
+    apps = [
+        AppSettings(
+            sdkappid=DEV_V1_APP,
+            algorithm="v1",
+            name="dev-v1",
+            private_key_file=directory / "private_key",
+        ),
+        AppSettings(
+            sdkappid=DEV_V2_APP, algorithm="v2", name="dev-v2", secret_file=directory / "secret"
+        ),
+    ]
+    server: ServerSettings = settings.server.model_copy(update={"log_format": "console"})
+    return settings.model_copy(
+        update={
+            "apps": apps,
+            "auth": AuthSettings(disabled=True),
+            "dev_mode": True,
+            "config_dir": directory,
+            "server": server,
+        }
+    )

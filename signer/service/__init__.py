@@ -1,0 +1,1 @@
+"""The HTTP edge: aiohttp on uvloop in front of the engine and the token cache."""

@@ -1,0 +1,205 @@
+"""The endpoint functions. Each reads and validates its input, checks the caller may use
+the app, and answers JSON; errors are raised and shaped by the middleware."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+
+from signer.cache import Issued
+from signer.config import AppRuntime
+from signer.core import (
+    SignatureMismatch,
+    SignerError,
+    VerificationError,
+    decode,
+    summarize,
+    verify,
+)
+from signer.engine import SignRequest
+from signer.service.auth import authorize
+from signer.service.errors import ApiError, from_signer_error, from_validation_error
+from signer.service.schemas import (
+    BatchRequest,
+    PrivateMapKeyRequest,
+    UserSigQuery,
+    UserSigRequest,
+    VerifyRequest,
+)
+from signer.service.state import ServiceState
+
+STATE = web.AppKey("state", ServiceState)
+M = TypeVar("M", bound=BaseModel)
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+async def read_json(request: web.Request, model: type[M]) -> M:
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    raw = await request.read()  # aiohttp enforces the body cap (413) here
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "malformed_json", "body must be a JSON object")
+    return validate(model, data)
+
+
+def validate(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+
+
+def _app_for(request: web.Request, sdkappid: int) -> AppRuntime:
+    state = request.app[STATE]
+    request["sdkappid"] = sdkappid
+    authorize(request["caller"], sdkappid)
+    return state.app(sdkappid)
+
+
+def _expire(app: AppRuntime, requested: int | None) -> int:
+    settings = app.settings
+    expire = settings.default_expire if requested is None else requested
+    if not settings.min_expire <= expire <= settings.max_expire:
+        raise ApiError(
+            422,
+            "invalid_expire",
+            f"expire must be between {settings.min_expire} and {settings.max_expire} "
+            f"seconds for sdkappid {app.sdkappid}",
+            "expire",
+        )
+    return expire
+
+
+def token_body(issued: Issued) -> dict[str, Any]:
+    return {
+        "usersig": issued.usersig,
+        "sdkappid": issued.sdkappid,
+        "userid": issued.userid,
+        "issued_at": issued.issued_at,
+        "expires_at": issued.expires_at,
+        "key_version": issued.key_version,
+        "cached": issued.cached,
+    }
+
+
+async def _issue(
+    request: web.Request, body: UserSigRequest | UserSigQuery, userbuf: bytes | None
+) -> web.Response:
+    state = request.app[STATE]
+    app = _app_for(request, body.sdkappid)
+    expire = _expire(app, body.expire)
+    issued = await state.issuer.issue(state.policy(app), body.userid, expire, userbuf)
+    return json_response(token_body(issued), headers=NO_STORE)
+
+
+async def post_usersig(request: web.Request) -> web.Response:
+    body = await read_json(request, UserSigRequest)
+    return await _issue(request, body, body.userbuf_bytes())
+
+
+async def get_usersig(request: web.Request) -> web.Response:
+    return await _issue(request, validate(UserSigQuery, dict(request.query)), None)
+
+
+async def post_batch(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body = await read_json(request, BatchRequest)
+    app = _app_for(request, body.sdkappid)
+    limit = state.runtime.settings.server.max_batch_userids
+    if len(body.userids) > limit:
+        raise ApiError(422, "too_many_userids", f"at most {limit} userids per batch", "userids")
+    expire = _expire(app, body.expire)
+    outcomes = await state.issuer.issue_many(state.policy(app), body.userids, expire)
+    results = []
+    for userid, outcome in zip(body.userids, outcomes, strict=True):
+        if isinstance(outcome, SignerError):
+            results.append({"userid": userid, **from_signer_error(outcome).body()})
+        else:
+            results.append(token_body(outcome))
+    return json_response({"results": results}, headers=NO_STORE)
+
+
+async def post_privatemapkey(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body = await read_json(request, PrivateMapKeyRequest)
+    app = _app_for(request, body.sdkappid)
+    expire = _expire(app, body.expire)
+    token = await state.engine.sign(
+        SignRequest(
+            app.sdkappid,
+            body.userid,
+            expire,
+            room_id=body.room_id,
+            room_str=body.room_str,
+            privilege=body.privilege,
+        )
+    )
+    return json_response(token_body(Issued.from_token(token)), headers=NO_STORE)
+
+
+async def post_verify(request: web.Request) -> web.Response:
+    body = await read_json(request, VerifyRequest)
+    app = _app_for(request, body.sdkappid)
+    failure: VerificationError | None = None
+    for version, key in app.verify_keys.items():  # the current key first
+        try:
+            result = verify(
+                body.usersig, userid=body.userid, sdkappid=body.sdkappid, key=key, now=body.now
+            )
+        except SignatureMismatch as exc:
+            failure = failure or exc
+            continue
+        except VerificationError as exc:
+            failure = exc
+            break
+        return json_response(
+            {"ok": True, "code": 0, "reason": "ok", **result.to_dict(), "key_version": version}
+        )
+    assert failure is not None
+    report: dict[str, Any] = {"ok": False, "code": failure.code, "reason": failure.reason}
+    with contextlib.suppress(VerificationError):  # undecodable: the code says why
+        report.update(summarize(decode(body.usersig)))
+    return json_response(report)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    pids = state.engine.worker_pids()
+    cache_up = state.cache.healthy()
+    details = {
+        "engine": {"workers": len(pids), "queue_depth": state.engine.stats.queue_depth},
+        "cache": {"backend": state.cache.name, "up": cache_up},
+    }
+    ready = bool(pids)  # a down cache is reported, but signing locally still works
+    return json_response(
+        {"status": "ready" if ready else "starting", "details": details},
+        status=200 if ready else 503,
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[STATE].metrics.registry
+    return web.Response(
+        body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )

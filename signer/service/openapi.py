@@ -1,0 +1,125 @@
+"""``/openapi.json`` built from the route table and its pydantic models, and ``/docs``
+(Swagger UI, served from files bundled in this package: no CDN)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from signer import __version__
+from signer.service.routes import Route
+from signer.service.schemas import ErrorResponse
+
+STATIC = Path(__file__).parent / "static" / "swagger-ui"
+_REF = "#/components/schemas/{model}"
+_STATUS_TEXT = {
+    400: "Malformed JSON",
+    401: "Missing or unknown API key",
+    403: "Caller may not use this app",
+    404: "Unknown sdkappid",
+    413: "Body too large",
+    415: "Body is not application/json",
+    422: "Invalid field (userid policy, expire range, ...)",
+    429: "Rate limited (see Retry-After)",
+    503: "Overloaded or starting (see Retry-After)",
+}
+
+
+def build_spec(routes: tuple[Route, ...]) -> dict[str, Any]:
+    models: set[type[BaseModel]] = {ErrorResponse}
+    for route in routes:
+        models.update(m for m in (route.body, route.response) if m is not None)
+    ordered = sorted(models, key=lambda m: m.__name__)
+    refs, schema = models_json_schema(
+        [
+            (model, "validation" if _is_input(model, routes) else "serialization")
+            for model in ordered
+        ],
+        ref_template=_REF,
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "signer",
+            "version": __version__,
+            "description": "Issues, caches and verifies Tencent Cloud IM / TRTC UserSig tokens.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schema.get("$defs", {}),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _is_input(model: type, routes: tuple[Route, ...]) -> bool:
+    return any(model is route.body for route in routes)
+
+
+def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
+    def ref(model: type, mode: str) -> dict[str, Any]:
+        return dict(refs[(model, mode)])
+
+    operation: dict[str, Any] = {
+        "summary": route.summary,
+        "operationId": f"{route.method.lower()}_{route.path.strip('/').replace('/', '_')}",
+        "tags": [route.tag],
+        "responses": {},
+    }
+    if route.authenticated:
+        operation["security"] = [{"bearer": []}]
+    if route.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": ref(route.body, "validation")}},
+        }
+    if route.query is not None:
+        query_schema = route.query.model_json_schema()
+        operation["parameters"] = [
+            {
+                "name": name,
+                "in": "query",
+                "required": name in query_schema.get("required", []),
+                "schema": prop,
+            }
+            for name, prop in query_schema["properties"].items()
+        ]
+    ok: dict[str, Any] = {"description": "OK"}
+    if route.response is not None:
+        ok["content"] = {"application/json": {"schema": ref(route.response, "serialization")}}
+    operation["responses"]["200"] = ok
+    for status in route.errors:
+        operation["responses"][str(status)] = {
+            "description": _STATUS_TEXT.get(status, "Error"),
+            "content": {"application/json": {"schema": ref(ErrorResponse, "serialization")}},
+        }
+    return operation
+
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>signer API</title>
+  <link rel="stylesheet" href="/docs/static/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="/docs/static/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});
+  </script>
+</body>
+</html>
+"""
+
+
+async def docs(request: web.Request) -> web.Response:
+    return web.Response(text=DOCS_PAGE, content_type="text/html")

@@ -1,0 +1,111 @@
+"""Running the service: uvloop, start-up announcements, SIGHUP reload, SIGTERM drain."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import uvloop
+from aiohttp import web
+
+from signer.cache import MemoryCache
+from signer.config import ConfigError, Runtime, Settings, build_runtime, load_settings
+from signer.service.app import create_app
+from signer.service.logs import configure, get_logger
+from signer.service.state import ServiceState
+
+log = get_logger("signer.server")
+
+
+def announce(runtime: Runtime) -> None:
+    settings = runtime.settings
+    apps = [
+        f"{app.sdkappid} ({app.settings.algorithm}, key {app.key_version})"
+        for app in runtime.apps.values()
+    ]
+    if settings.dev_mode:
+        log.warning(
+            "DEV MODE: no configuration given, so signer made up its own. NOT FOR PRODUCTION",
+            keys_dir=str(settings.config_dir),
+            apps=apps,
+            auth="DISABLED: any caller may mint tokens",
+            cache="in-memory (no Redis configured)",
+            hint="verify tokens with: signer verify --public-key <keys_dir>/public_key ...",
+        )
+    else:
+        log.info(
+            "configuration loaded",
+            apps=apps,
+            callers=[c.name for c in runtime.callers],
+            auth="disabled" if settings.auth.disabled else "api keys",
+        )
+        if settings.auth.disabled:
+            log.warning("auth is DISABLED by [auth] disabled = true: any caller may mint tokens")
+        if not settings.cache.url:
+            log.info("cache: in-memory (no [cache] url configured)")
+
+
+async def serve(settings: Settings, config_path: Path | None) -> None:
+    runtime = build_runtime(settings)
+    announce(runtime)
+    state = ServiceState.create(runtime, MemoryCache(settings.cache.max_entries))
+    app = create_app(state)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=settings.server.shutdown_timeout,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True)
+    await site.start()
+    log.info(
+        "listening",
+        url=f"http://{settings.server.host}:{site._port}",
+        workers=len(state.engine.worker_pids()),
+        docs="/docs",
+    )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    overrides = {"host": settings.server.host, "port": settings.server.port}
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: asyncio.ensure_future(_reload(state, config_path, overrides))
+    )
+    await stop.wait()
+    log.info("stopping: draining in-flight requests", timeout_s=settings.server.shutdown_timeout)
+    await runner.cleanup()  # stops accepting, waits for handlers, then closes the engine
+    log.info("stopped")
+
+
+async def _reload(
+    state: ServiceState, config_path: Path | None, overrides: dict[str, object]
+) -> None:
+    if state.runtime.settings.dev_mode:
+        log.warning("SIGHUP ignored: dev mode has no configuration to reload")
+        return
+    try:
+        settings = load_settings(config_path, overrides)
+        runtime = await state.reload(settings)
+    except ConfigError as exc:
+        log.error(
+            "reload rejected; the previous configuration keeps serving", problems=exc.problems
+        )
+        return
+    except Exception as exc:  # a reload must never take the service down
+        log.error("reload failed; the previous configuration keeps serving", error=repr(exc))
+        return
+    log.info(
+        "configuration reloaded",
+        apps=[f"{a.sdkappid} (key {a.key_version})" for a in runtime.apps.values()],
+    )
+
+
+def run(config_path: Path | None, overrides: dict[str, object]) -> None:
+    """Entry point of ``signer serve``. Raises ConfigError for an unusable configuration."""
+    settings = load_settings(config_path, overrides)
+    configure(settings.server.log_format, settings.server.log_level)
+    uvloop.run(serve(settings, config_path))

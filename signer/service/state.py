@@ -1,0 +1,70 @@
+"""What the running service holds, and how it changes on a reload (SIGHUP)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from signer.cache import AppPolicy, CacheBackend, TokenIssuer
+from signer.config import AppRuntime, Runtime, Settings, build_runtime
+from signer.engine import Engine, EngineSettings
+from signer.service.auth import RateLimiter
+from signer.service.errors import ApiError
+from signer.service.metrics import ServiceMetrics
+
+
+def engine_settings(settings: Settings) -> EngineSettings:
+    config = settings.engine
+    defaults = EngineSettings()
+    return EngineSettings(
+        workers=config.workers or defaults.workers,
+        max_batch=config.max_batch,
+        max_delay=config.max_delay_ms / 1000,
+        max_queued=config.max_queued,
+        inline_v2_max=config.inline_v2_max,
+    )
+
+
+@dataclass
+class ServiceState:
+    runtime: Runtime
+    engine: Engine
+    issuer: TokenIssuer
+    cache: CacheBackend
+    limiter: RateLimiter
+    metrics: ServiceMetrics
+    started_at: float = 0.0
+
+    @classmethod
+    def create(cls, runtime: Runtime, cache: CacheBackend) -> ServiceState:
+        engine = Engine(runtime.keyset, engine_settings(runtime.settings))
+        limits = runtime.settings.rate_limit
+        state = cls(
+            runtime=runtime,
+            engine=engine,
+            issuer=TokenIssuer(engine, cache),
+            cache=cache,
+            limiter=RateLimiter(limits.rate, limits.burst),
+            metrics=ServiceMetrics(),
+            started_at=time.time(),
+        )
+        state.metrics.watch(lambda: state.engine, lambda: state.issuer)
+        return state
+
+    def app(self, sdkappid: int) -> AppRuntime:
+        app = self.runtime.apps.get(sdkappid)
+        if app is None:
+            raise ApiError(404, "unknown_sdkappid", f"no app with sdkappid {sdkappid}", "sdkappid")
+        return app
+
+    def policy(self, app: AppRuntime) -> AppPolicy:
+        return AppPolicy(app.sdkappid, app.key_version, self.runtime.settings.cache.min_remaining)
+
+    async def reload(self, settings: Settings) -> Runtime:
+        """Switch to ``settings``: keys load first, so a bad config changes nothing."""
+        runtime = build_runtime(settings)
+        await self.engine.reload(runtime.keyset)
+        self.runtime = runtime
+        limits = settings.rate_limit
+        self.limiter = RateLimiter(limits.rate, limits.burst)
+        return runtime
