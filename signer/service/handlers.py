@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
 from signer.cache import Issued
-from signer.config import AppRuntime
+from signer.config import AppRuntime, Caller
 from signer.core import (
     SignatureMismatch,
     SignerError,
@@ -34,6 +34,9 @@ from signer.service.schemas import (
 from signer.service.state import ServiceState
 
 STATE = web.AppKey("state", ServiceState)
+CALLER = web.RequestKey("caller", Caller)
+SDKAPPID = web.RequestKey("sdkappid", int)
+OUTCOME = web.RequestKey("outcome", str)
 M = TypeVar("M", bound=BaseModel)
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -68,8 +71,8 @@ def validate(model: type[M], data: dict[str, Any]) -> M:
 
 def _app_for(request: web.Request, sdkappid: int) -> AppRuntime:
     state = request.app[STATE]
-    request["sdkappid"] = sdkappid
-    authorize(request["caller"], sdkappid)
+    request[SDKAPPID] = sdkappid
+    authorize(request[CALLER], sdkappid)
     return state.app(sdkappid)
 
 

@@ -14,7 +14,7 @@ from aiohttp import web
 from signer.core import SignerError
 from signer.service.auth import authenticate
 from signer.service.errors import ApiError, from_http_exception, from_signer_error
-from signer.service.handlers import STATE
+from signer.service.handlers import CALLER, OUTCOME, SDKAPPID, STATE
 from signer.service.logs import get_logger
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -43,18 +43,18 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         if not request.path.startswith(PUBLIC_PREFIXES):
             caller = authenticate(state.runtime, request.headers.get("Authorization"))
-            request["caller"] = caller
+            request[CALLER] = caller
             if state.runtime.settings.rate_limit.enabled:
                 state.limiter.check(caller.name)
         response = await handler(request)
     except ApiError as exc:
-        response, request["outcome"] = exc.response(), exc.code
+        response, request[OUTCOME] = exc.response(), exc.code
     except SignerError as exc:
         error = from_signer_error(exc)
-        response, request["outcome"] = error.response(), error.code
+        response, request[OUTCOME] = error.response(), error.code
     except web.HTTPException as exc:
         error = from_http_exception(exc)
-        response, request["outcome"] = error.response(), error.code
+        response, request[OUTCOME] = error.response(), error.code
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -73,7 +73,7 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         route=route,
         status=response.status,
         caller=caller.name if caller else None,
-        sdkappid=request.get("sdkappid"),
+        sdkappid=request.get(SDKAPPID),
         outcome=response.headers.get("X-Signer-Outcome")
         or ("ok" if response.status < 400 else "error"),
         latency_ms=round(seconds * 1000, 3),

@@ -1,0 +1,436 @@
+"""The HTTP API end to end: every endpoint, every error status, auth and rate limits."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import TLSSigAPIv2
+from aiohttp.test_utils import TestClient
+
+from signer.core import decode, verify
+from tests.service.conftest import (
+    API_KEY,
+    LIMITED_KEY,
+    OTHER_APP,
+    SECRET,
+    V1_APP,
+    V2_APP,
+    ClientFactory,
+    Deployment,
+    write_config,
+)
+
+
+class TestUserSig:
+    async def test_post_issues_a_verifiable_token_then_serves_it_from_cache(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        """A fresh token the first time, the same token from cache the second."""
+        body = {"sdkappid": V1_APP, "userid": "alice"}
+        first = await client.post("/v1/usersig", json=body, headers=deployment.headers())
+        assert first.status == 200
+        assert first.headers["Cache-Control"] == "no-store"
+        data = await first.json()
+        assert set(data) == {
+            "usersig",
+            "sdkappid",
+            "userid",
+            "issued_at",
+            "expires_at",
+            "key_version",
+            "cached",
+        }
+        assert (data["userid"], data["key_version"], data["cached"]) == ("alice", "2", False)
+        assert data["expires_at"] - data["issued_at"] == 86400  # the app's default_expire
+        verify(data["usersig"], userid="alice", sdkappid=V1_APP, key=deployment.v1_key.public_key())
+        again = await (
+            await client.post("/v1/usersig", json=body, headers=deployment.headers())
+        ).json()
+        assert again["cached"] is True and again["usersig"] == data["usersig"]
+
+    async def test_get_is_the_same_operation(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        response = await client.get(
+            "/v1/usersig",
+            params={"sdkappid": str(V2_APP), "userid": "bob", "expire": "600"},
+            headers=deployment.headers(),
+        )
+        data = await response.json()
+        assert response.status == 200 and data["expires_at"] - data["issued_at"] == 600
+        verify(data["usersig"], userid="bob", sdkappid=V2_APP, key=deployment.secret)
+
+    async def test_v2_matches_tencents_library(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        """Same fields as tls-sig-api-v2 would issue; its TLS.sig for our issue time is ours."""
+        data = await (
+            await client.post(
+                "/v1/usersig",
+                json={"sdkappid": V2_APP, "userid": "中文", "expire": 3600},
+                headers=deployment.headers(),
+            )
+        ).json()
+        ours = decode(data["usersig"])
+        TLSSigAPIv2.time.time = lambda: ours["TLS.time"]  # type: ignore[attr-defined]
+        try:
+            theirs = decode(TLSSigAPIv2.TLSSigAPIv2(V2_APP, SECRET).gen_sig("中文", 3600))
+        finally:
+            import time
+
+            TLSSigAPIv2.time.time = time.time  # type: ignore[attr-defined]
+        assert ours == theirs
+
+    async def test_userbuf_is_embedded(self, client: TestClient, deployment: Deployment) -> None:
+        userbuf = base64.b64encode(b"\x00\x01opaque").decode()
+        data = await (
+            await client.post(
+                "/v1/usersig",
+                json={"sdkappid": V1_APP, "userid": "u", "userbuf": userbuf},
+                headers=deployment.headers(),
+            )
+        ).json()
+        checked = verify(
+            data["usersig"], userid="u", sdkappid=V1_APP, key=deployment.v1_key.public_key()
+        )
+        assert checked.userbuf == userbuf
+
+
+class TestBatch:
+    async def test_results_in_order_with_errors_in_place(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        userids = ["u0", "bad\nid", "u2", "", "x" * 33, "u5"]
+        response = await client.post(
+            "/v1/usersig/batch",
+            json={"sdkappid": V2_APP, "userids": userids},
+            headers=deployment.headers(),
+        )
+        assert response.status == 200 and response.headers["Cache-Control"] == "no-store"
+        results = (await response.json())["results"]
+        assert [r["userid"] for r in results] == userids
+        assert results[1]["error"]["code"] == "invalid_userid"
+        assert results[3]["error"]["code"] == "invalid_userid"
+        assert results[4]["error"]["field"] == "userid"
+        for index in (0, 2, 5):
+            verify(
+                results[index]["usersig"],
+                userid=userids[index],
+                sdkappid=V2_APP,
+                key=deployment.secret,
+            )
+
+    async def test_cached_and_fresh_mix(self, client: TestClient, deployment: Deployment) -> None:
+        await client.post(
+            "/v1/usersig", json={"sdkappid": V1_APP, "userid": "warm"}, headers=deployment.headers()
+        )
+        results = (
+            await (
+                await client.post(
+                    "/v1/usersig/batch",
+                    json={"sdkappid": V1_APP, "userids": ["warm", "cold"]},
+                    headers=deployment.headers(),
+                )
+            ).json()
+        )["results"]
+        assert [r["cached"] for r in results] == [True, False]
+
+    async def test_more_than_10000_userids_is_422(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        response = await client.post(
+            "/v1/usersig/batch",
+            data=b'{"sdkappid": %d, "userids": [%s]}' % (V2_APP, b",".join([b'"u"'] * 10001)),
+            headers={**deployment.headers(), "Content-Type": "application/json"},
+        )
+        assert response.status in (413, 422)
+
+
+class TestPrivateMapKeyAndVerify:
+    @pytest.mark.parametrize("room", [{"room_id": 1234}, {"room_str": "会议室"}])
+    async def test_privatemapkey(
+        self, client: TestClient, deployment: Deployment, room: dict[str, object]
+    ) -> None:
+        data = await (
+            await client.post(
+                "/v1/privatemapkey",
+                json={"sdkappid": V2_APP, "userid": "u", "privilege": 5, **room},
+                headers=deployment.headers(),
+            )
+        ).json()
+        checked = verify(data["usersig"], userid="u", sdkappid=V2_APP, key=deployment.secret)
+        assert checked.privilege_map is not None and checked.privilege_map.privilege == 5
+
+    async def test_privatemapkey_needs_one_room(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        response = await client.post(
+            "/v1/privatemapkey",
+            json={"sdkappid": V2_APP, "userid": "u"},
+            headers=deployment.headers(),
+        )
+        assert response.status == 422
+
+    async def test_verify_ok_and_the_reasons_it_fails(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        token = (
+            await (
+                await client.post(
+                    "/v1/usersig",
+                    json={"sdkappid": V1_APP, "userid": "carol"},
+                    headers=deployment.headers(),
+                )
+            ).json()
+        )["usersig"]
+
+        async def check(**body: object) -> dict[str, object]:
+            response = await client.post(
+                "/v1/verify", json={"sdkappid": V1_APP, **body}, headers=deployment.headers()
+            )
+            assert response.status == 200
+            return dict(await response.json())
+
+        ok = await check(userid="carol", usersig=token)
+        assert (ok["ok"], ok["code"], ok["identifier"], ok["key_version"]) == (
+            True,
+            0,
+            "carol",
+            "2",
+        )
+        wrong_user = await check(userid="dave", usersig=token)
+        assert (wrong_user["ok"], wrong_user["code"], wrong_user["identifier"]) == (
+            False,
+            13,
+            "carol",
+        )
+        expired = await check(userid="carol", usersig=token, now=2**32 - 1)
+        assert expired["code"] == 9 and expired["expires_at"]
+        garbage = await check(userid="carol", usersig="not a token")
+        assert garbage["code"] == 2
+
+    async def test_verify_accepts_tokens_of_the_previous_key(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        """During a rotation, tokens signed with the old key still verify, and say so."""
+        from signer.core import V1Signer
+
+        old_token = V1Signer(V1_APP, deployment.old_v1_key).sign("erin").usersig
+        data = await (
+            await client.post(
+                "/v1/verify",
+                json={"sdkappid": V1_APP, "userid": "erin", "usersig": old_token},
+                headers=deployment.headers(),
+            )
+        ).json()
+        assert (data["ok"], data["key_version"]) == (True, "1")
+
+
+class TestErrors:
+    async def _error(self, response: object, status: int, code: str) -> dict[str, object]:
+        assert response.status == status, await response.text()  # type: ignore[attr-defined]
+        body = await response.json()  # type: ignore[attr-defined]
+        assert set(body) == {"error"} and body["error"]["code"] == code
+        assert "Traceback" not in str(body)
+        return dict(body["error"])
+
+    async def test_malformed_json_is_400(self, client: TestClient, deployment: Deployment) -> None:
+        r = await client.post(
+            "/v1/usersig",
+            data=b"{nope",
+            headers={**deployment.headers(), "Content-Type": "application/json"},
+        )
+        await self._error(r, 400, "malformed_json")
+        r = await client.post(
+            "/v1/usersig",
+            data=b"[1]",
+            headers={**deployment.headers(), "Content-Type": "application/json"},
+        )
+        await self._error(r, 400, "malformed_json")
+
+    @pytest.mark.parametrize("header", [None, "Bearer wrong-key", "Basic abc", "Bearer "])
+    async def test_missing_or_bad_api_key_is_401(
+        self, client: TestClient, header: str | None
+    ) -> None:
+        headers = {} if header is None else {"Authorization": header}
+        r = await client.post(
+            "/v1/usersig", json={"sdkappid": V1_APP, "userid": "u"}, headers=headers
+        )
+        error = await self._error(r, 401, "unauthenticated")
+        assert "wrong-key" not in str(error) and r.headers["WWW-Authenticate"].startswith("Bearer")
+
+    async def test_caller_not_allowed_this_app_is_403(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        r = await client.post(
+            "/v1/usersig",
+            json={"sdkappid": V1_APP, "userid": "u"},
+            headers=deployment.headers(LIMITED_KEY),
+        )
+        assert (await self._error(r, 403, "forbidden"))["field"] == "sdkappid"
+        ok = await client.post(
+            "/v1/usersig",
+            json={"sdkappid": V2_APP, "userid": "u"},
+            headers=deployment.headers(LIMITED_KEY),
+        )
+        assert ok.status == 200
+
+    async def test_unknown_sdkappid_and_route_are_404(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        r = await client.post(
+            "/v1/usersig",
+            json={"sdkappid": 1400009999, "userid": "u"},
+            headers=deployment.headers(),
+        )
+        assert r.status in (403, 404)  # the caller's list does not name it either
+        await self._error(
+            await client.get("/v1/nothing", headers=deployment.headers()), 404, "not_found"
+        )
+
+    async def test_wrong_method_is_405(self, client: TestClient, deployment: Deployment) -> None:
+        r = await client.put("/v1/usersig", json={}, headers=deployment.headers())
+        await self._error(r, 405, "method_not_allowed")
+        assert "POST" in r.headers["Allow"]
+
+    async def test_body_over_the_cap_is_413(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        big = {"sdkappid": V2_APP, "userids": ["x" * 30] * 4000}
+        await self._error(
+            await client.post("/v1/usersig/batch", json=big, headers=deployment.headers()),
+            413,
+            "body_too_large",
+        )
+
+    async def test_not_json_is_415(self, client: TestClient, deployment: Deployment) -> None:
+        r = await client.post(
+            "/v1/usersig",
+            data="sdkappid=1",
+            headers={**deployment.headers(), "Content-Type": "application/x-www-form-urlencoded"},
+        )
+        await self._error(r, 415, "unsupported_media_type")
+
+    @pytest.mark.parametrize(
+        ("body", "code", "field"),
+        [
+            ({"sdkappid": V1_APP, "userid": "a\nb"}, "invalid_userid", "userid"),
+            ({"sdkappid": V1_APP, "userid": "x" * 33}, "invalid_userid", "userid"),
+            ({"sdkappid": V1_APP, "userid": "u", "expire": 10}, "invalid_expire", "expire"),
+            ({"sdkappid": V1_APP, "userid": "u", "expire": 0}, "invalid_field", "expire"),
+            ({"sdkappid": "1400000001", "userid": "u"}, "invalid_field", "sdkappid"),
+            ({"sdkappid": V1_APP}, "invalid_field", "userid"),
+            ({"sdkappid": V1_APP, "userid": "u", "surprise": 1}, "invalid_field", "surprise"),
+            ({"sdkappid": V1_APP, "userid": "u", "userbuf": "%%%"}, "invalid_field", "userbuf"),
+        ],
+    )
+    async def test_invalid_fields_are_422_naming_the_field(
+        self,
+        client: TestClient,
+        deployment: Deployment,
+        body: dict[str, object],
+        code: str,
+        field: str,
+    ) -> None:
+        r = await client.post("/v1/usersig", json=body, headers=deployment.headers())
+        assert (await self._error(r, 422, code))["field"] == field
+
+    async def test_rate_limit_is_429_with_retry_after(
+        self, make_client: ClientFactory, deployment: Deployment
+    ) -> None:
+        config = (
+            write_config(deployment.directory)
+            .read_text()
+            .replace("rate = 1000\nburst = 1000", "rate = 1\nburst = 3")
+        )
+        (deployment.directory / "tight.toml").write_text(config)
+        client = await make_client(deployment.directory / "tight.toml")
+        statuses = []
+        for _ in range(5):
+            r = await client.post(
+                "/v1/usersig",
+                json={"sdkappid": V2_APP, "userid": "u"},
+                headers=deployment.headers(),
+            )
+            statuses.append(r.status)
+        assert statuses[:3] == [200, 200, 200] and statuses[3] == 429
+        assert int(r.headers["Retry-After"]) >= 1
+        limited = await client.post(
+            "/v1/usersig",
+            json={"sdkappid": V2_APP, "userid": "u"},
+            headers=deployment.headers(LIMITED_KEY),
+        )
+        assert limited.status == 200  # buckets are per caller
+
+    async def test_overloaded_engine_is_503_with_retry_after(
+        self, make_client: ClientFactory, deployment: Deployment
+    ) -> None:
+        config = deployment.config.read_text().replace(
+            "[engine]\nworkers = 1", "[engine]\nworkers = 1\nmax_queued = 5"
+        )
+        (deployment.directory / "small.toml").write_text(config)
+        client = await make_client(deployment.directory / "small.toml")
+        r = await client.post(
+            "/v1/usersig/batch",
+            json={"sdkappid": V1_APP, "userids": [f"u{i}" for i in range(50)]},
+            headers=deployment.headers(),
+        )
+        await self._error(r, 503, "overloaded")
+        assert r.headers["Retry-After"] == "1"
+
+
+class TestOperations:
+    async def test_health_and_readiness(self, client: TestClient) -> None:
+        assert (await (await client.get("/healthz")).json()) == {"status": "ok"}
+        ready = await client.get("/readyz")
+        body = await ready.json()
+        assert ready.status == 200 and body["status"] == "ready"
+        assert body["details"]["cache"] == {"backend": "memory", "up": True}
+
+    async def test_request_id_is_echoed_or_made(self, client: TestClient) -> None:
+        r = await client.get("/healthz", headers={"X-Request-ID": "trace-123"})
+        assert r.headers["X-Request-ID"] == "trace-123"
+        r = await client.get("/healthz", headers={"X-Request-ID": "bad id\twith spaces"})
+        assert (
+            r.headers["X-Request-ID"] != "bad id\twith spaces"
+            and len(r.headers["X-Request-ID"]) == 32
+        )
+
+    async def test_metrics_names_dashboards_rely_on(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        for userid in ("m1", "m2", "m1"):
+            await client.post(
+                "/v1/usersig",
+                json={"sdkappid": V1_APP, "userid": userid},
+                headers=deployment.headers(),
+            )
+        await client.post(
+            "/v1/usersig", json={"sdkappid": V2_APP, "userid": "m3"}, headers=deployment.headers()
+        )
+        text = await (await client.get("/metrics")).text()
+        assert f'signer_tokens_signed_total{{algorithm="v1",sdkappid="{V1_APP}"}} 2.0' in text
+        assert f'signer_tokens_signed_total{{algorithm="v2",sdkappid="{V2_APP}"}} 1.0' in text
+        assert (
+            'signer_http_requests_total{method="POST",route="/v1/usersig",status="200"} 4.0' in text
+        )
+        assert "signer_http_request_duration_seconds_bucket" in text
+        assert "signer_engine_batch_size_bucket" in text and "signer_engine_queue_depth 0.0" in text
+        assert 'signer_cache_lookups_total{result="hit"} 1.0' in text
+        assert 'signer_cache_lookups_total{result="miss"} 3.0' in text
+        assert "signer_cache_up 1.0" in text
+
+    async def test_other_app_inline_secret(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        from signer.core import HmacSecret
+
+        data = await (
+            await client.post(
+                "/v1/usersig",
+                json={"sdkappid": OTHER_APP, "userid": "z"},
+                headers=deployment.headers(API_KEY),
+            )
+        ).json()
+        verify(data["usersig"], userid="z", sdkappid=OTHER_APP, key=HmacSecret(b"another-secret"))
