@@ -17,6 +17,9 @@ bootstrap() {
     local extras="${1:-}" missing=()
     command -v openssl >/dev/null || missing+=(openssl)
     command -v python3 >/dev/null || missing+=(python3)
+    case "$extras" in  # the test suite renders /docs in a headless browser
+        *test*) command -v chromium >/dev/null || missing+=(chromium) ;;
+    esac
     if [ ${#missing[@]} -gt 0 ]; then _apt_install "${missing[@]}"; fi
 
     VENV="${SIGNER_VENV:-$PWD/.venv}"

@@ -105,24 +105,33 @@ class TokenIssuer:
         if self._usable(entry, key, app):
             assert entry is not None
             return Issued.from_cache(entry)
-        task = self._inflight.get(key)
-        if task is None:
-            # The signing runs as its own task: a caller that goes away (client disconnect)
-            # does not cancel it for the others waiting on the same key.
-            task = asyncio.ensure_future(self._sign_and_store(app, key, userbuf))
-            self._inflight[key] = task
-            task.add_done_callback(lambda done: self._forget(key, done))
-        return Issued.from_token(await asyncio.shield(task))
+        while (shared := self._inflight.get(key)) is not None:
+            try:
+                return Issued.from_token(await asyncio.shield(shared))
+            except asyncio.CancelledError:
+                if not shared.cancelled():
+                    raise  # we were cancelled ourselves
+                # the leader went away before finishing: try again, perhaps as leader
+        return Issued.from_token(await self._lead(app, key, userbuf))
 
-    def _forget(self, key: CacheKey, task: asyncio.Future[IssuedToken]) -> None:
-        self._inflight.pop(key, None)
-        if not task.cancelled():
-            task.exception()  # mark retrieved even if every waiter has gone
-
-    async def _sign_and_store(
-        self, app: AppPolicy, key: CacheKey, userbuf: bytes | None
-    ) -> IssuedToken:
-        token = await self.engine.sign(SignRequest(app.sdkappid, key.userid, key.expire, userbuf))
+    async def _lead(self, app: AppPolicy, key: CacheKey, userbuf: bytes | None) -> IssuedToken:
+        """Sign for everyone waiting on ``key``; they share this one signature."""
+        shared: asyncio.Future[IssuedToken] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = shared
+        try:
+            token = await self.engine.sign(
+                SignRequest(app.sdkappid, key.userid, key.expire, userbuf)
+            )
+        except asyncio.CancelledError:
+            shared.cancel()
+            raise
+        except BaseException as exc:
+            shared.set_exception(exc)
+            shared.exception()  # retrieved, even if nobody else was waiting
+            raise
+        finally:
+            del self._inflight[key]
+        shared.set_result(token)
         await self._store([(key, token)], app)
         return token
 

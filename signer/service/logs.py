@@ -36,7 +36,7 @@ def configure(log_format: str, level: str) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=True,
     )
     logging.basicConfig(
         level=_LEVELS[level], stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
