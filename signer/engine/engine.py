@@ -178,11 +178,15 @@ class Engine:
         max_batch = self.settings.max_batch
         limit = self.settings.workers * self.settings.in_flight_per_worker
         while self._pending and self._in_flight < limit:
+            waiting = len(self._pending)
             idle_worker = self._in_flight < self.settings.workers
-            if len(self._pending) < max_batch and not (timer_fired or idle_worker):
+            if waiting < max_batch and not (timer_fired or idle_worker):
                 break
-            batch = self._pending[:max_batch]
-            del self._pending[:max_batch]
+            # Spread what is waiting over the free slots rather than filling one batch:
+            # 64 requests and 4 slots make 4 batches of 16 that both workers start at once.
+            size = min(max_batch, -(-waiting // (limit - self._in_flight)))
+            batch = self._pending[:size]
+            del self._pending[:size]
             self._in_flight += 1
             task = asyncio.get_running_loop().create_task(self._run(batch))
             self._tasks.add(task)

@@ -6,17 +6,38 @@ so one inter-process round trip (~110 µs) is shared by many signatures (~25 µs
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
+
 from signer.engine.keyset import KeySet
 from signer.engine.records import Format, Rendered, render
 from signer.engine.requests import Signers, SignRequest, WireResult, sign_one, to_wire
 
 _signers: Signers = {}
+_PR_SET_PDEATHSIG = 1
 
 
 def initialize(keyset: KeySet) -> None:
     """Pool initializer: build this process's signers from the shipped key material."""
     global _signers
+    _die_with_parent()
     _signers = keyset.build_signers()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker if its parent dies, even by SIGKILL: a worker
+    must never outlive the service that started it (and hold its keys in memory)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def sign_batch(requests: list[SignRequest]) -> list[WireResult]:

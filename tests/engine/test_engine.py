@@ -6,6 +6,10 @@ import asyncio
 import multiprocessing
 import os
 import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -37,8 +41,11 @@ def alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    with open(f"/proc/{pid}/stat") as stat:  # a zombie is not alive
-        return stat.read().split()[2] != "Z"
+    try:
+        with open(f"/proc/{pid}/stat") as stat:  # a zombie is not alive
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 class TestSigning:
@@ -218,3 +225,31 @@ class TestShutdown:
         second = engine.worker_pids()
         await engine.close()
         assert not any(alive(p) for p in first + second)
+
+
+def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
+    """SIGKILL of the process that owns the pool leaves no orphaned worker holding keys."""
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import asyncio, sys\n"
+        "from signer.core import HmacSecret\n"
+        "from signer.engine import AppKey, Engine, EngineSettings, KeySet\n"
+        "async def main():\n"
+        "    keys = KeySet.of([AppKey.from_secret(1, HmacSecret(b's'))])\n"
+        "    engine = Engine(keys, EngineSettings(workers=2))\n"
+        "    await engine.start()\n"
+        "    print(*engine.worker_pids(), flush=True)\n"
+        "    await asyncio.sleep(60)\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(main())\n"
+    )
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    pids = [int(p) for p in owner.stdout.readline().split()]
+    assert len(pids) == 2 and all(alive(p) for p in pids)
+    owner.kill()
+    owner.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(p) for p in pids)

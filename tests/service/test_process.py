@@ -70,8 +70,12 @@ def serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Iter
         yield server
     finally:
         if process.poll() is None:
-            process.kill()
-            process.wait()
+            process.terminate()  # graceful: the service stops its workers itself
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def test_dev_mode_with_no_configuration(tmp_path: Path) -> None:
