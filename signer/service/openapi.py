@@ -26,6 +26,7 @@ _STATUS_TEXT = {
     422: "Invalid field (userid policy, expire range, ...)",
     429: "Rate limited (see Retry-After)",
     503: "Overloaded or starting (see Retry-After)",
+    500: "Internal error (never for bad input); quote the X-Request-ID",
 }
 
 
@@ -95,7 +96,9 @@ def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
     if route.response is not None:
         ok["content"] = {"application/json": {"schema": ref(route.response, "serialization")}}
     operation["responses"]["200"] = ok
-    for status in route.errors:
+    if route.path == "/metrics":
+        ok["content"] = {"text/plain": {"schema": {"type": "string"}}}
+    for status in (*route.errors, 500):
         operation["responses"][str(status)] = {
             "description": _STATUS_TEXT.get(status, "Error"),
             "content": {"application/json": {"schema": ref(ErrorResponse, "serialization")}},
