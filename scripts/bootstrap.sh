@@ -18,7 +18,10 @@ bootstrap() {
     command -v openssl >/dev/null || missing+=(openssl)
     command -v python3 >/dev/null || missing+=(python3)
     case "$extras" in  # the test suite renders /docs in a headless browser
-        *test*) command -v chromium >/dev/null || missing+=(chromium) ;;
+        *test*)
+            command -v chromium >/dev/null || missing+=(chromium)
+            command -v redis-server >/dev/null || missing+=(redis-server)  # real Redis in tests
+            command -v wrk >/dev/null || missing+=(wrk) ;;  # for bench/http_service.py
     esac
     if [ ${#missing[@]} -gt 0 ]; then _apt_install "${missing[@]}"; fi
 

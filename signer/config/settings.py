@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from signer.core import DEFAULT_EXPIRE, UINT32_MAX
@@ -91,12 +91,29 @@ class EngineConfig(_Strict):
 
 
 class CacheSettings(_Strict):
-    """``url`` empty means the in-process memory cache. ``min_remaining`` is the least life
-    a served token may have left; a cached token with less is never served."""
+    """``url`` empty means the in-process memory cache; ``redis://[user:pass@]host:port/db``
+    or ``rediss://`` (TLS) a shared Redis. ``min_remaining`` is the least life a served
+    token may have left; a cached token with less is never served. Every Redis call gives
+    up after ``timeout_ms``; ``breaker_failures`` failures in a row stop calls for
+    ``breaker_reset_s`` seconds (requests are then signed locally)."""
 
-    url: str = ""
+    url: str = Field(default="", repr=False)
     max_entries: Annotated[int, Field(ge=0)] = 100_000
     min_remaining: Seconds = 3600
+    timeout_ms: Annotated[float, Field(gt=0, le=5000)] = 50.0
+    breaker_failures: Annotated[int, Field(ge=1)] = 3
+    breaker_reset_s: Annotated[float, Field(gt=0)] = 2.0
+    key_prefix: str = "signer:"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        scheme = url.partition("://")[0] if url else ""
+        if url and scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(
+                f"unsupported cache url scheme {scheme!r}: use redis://, rediss:// or unix://"
+            )
+        return url
 
 
 class Settings(BaseSettings):

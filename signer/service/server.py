@@ -10,7 +10,7 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
-from signer.cache import MemoryCache
+from signer.cache.factory import describe, make_cache
 from signer.config import ConfigError, Runtime, Settings, build_runtime, load_settings
 from signer.service.app import create_app
 from signer.service.logs import configure, get_logger
@@ -43,14 +43,13 @@ def announce(runtime: Runtime) -> None:
         )
         if settings.auth.disabled:
             log.warning("auth is DISABLED by [auth] disabled = true: any caller may mint tokens")
-        if not settings.cache.url:
-            log.info("cache: in-memory (no [cache] url configured)")
+        log.info("cache", backend=describe(settings.cache))
 
 
 async def serve(settings: Settings, config_path: Path | None) -> None:
     runtime = build_runtime(settings)
     announce(runtime)
-    state = ServiceState.create(runtime, MemoryCache(settings.cache.max_entries))
+    state = ServiceState.create(runtime, make_cache(settings.cache))
     app = create_app(state)
     runner = web.AppRunner(
         app,

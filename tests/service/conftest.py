@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from signer.cache import MemoryCache
+from signer.cache.factory import make_cache
 from signer.config import build_runtime, load_settings
 from signer.core import Curve, EcPrivateKey, HmacSecret, generate_private_key
 from signer.service.app import create_app
@@ -120,7 +120,7 @@ async def make_client(
 
     async def make(config: Path | None = None) -> TestClient:
         runtime = build_runtime(load_settings(config or deployment.config))
-        state = ServiceState.create(runtime, MemoryCache())
+        state = ServiceState.create(runtime, make_cache(runtime.settings.cache))
         return await aiohttp_client(create_app(state))
 
     return make

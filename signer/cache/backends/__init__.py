@@ -1,0 +1,1 @@
+"""Cache backends, one file each, all behind :class:`signer.cache.base.CacheBackend`."""

@@ -1,0 +1,35 @@
+"""Choosing the cache backend from the ``[cache]`` settings."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+from signer.cache.backends.memory import MemoryCache
+from signer.cache.backends.redis import RedisCache
+from signer.cache.base import CacheBackend
+from signer.cache.breaker import CircuitBreaker
+from signer.config.settings import CacheSettings
+
+
+def make_cache(settings: CacheSettings) -> CacheBackend:
+    if not settings.url:
+        return MemoryCache(settings.max_entries)
+    breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s)
+    return RedisCache.from_url(
+        settings.url,
+        timeout=settings.timeout_ms / 1000,
+        breaker=breaker,
+        prefix=settings.key_prefix,
+    )
+
+
+def describe(settings: CacheSettings) -> str:
+    """The cache URL for logs: never the password."""
+    if not settings.url:
+        return f"in-memory (max {settings.max_entries} entries; no [cache] url configured)"
+    parts = urlsplit(settings.url)
+    host = parts.hostname or ""
+    netloc = f"{parts.username + '@' if parts.username else ''}{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

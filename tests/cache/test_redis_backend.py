@@ -1,0 +1,128 @@
+"""The Redis backend against a real redis-server: round trips, coalescing, and outages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from signer.cache.backends.redis import RedisCache
+from signer.cache.base import CachedToken, CacheKey
+from signer.cache.breaker import CircuitBreaker, State
+from tests.cache.redis_server import RedisServer
+
+
+def entry(userid: str, expires_at: int = 2_000_000_000) -> tuple[CacheKey, CachedToken]:
+    key = CacheKey(1400000001, "1", 86400, "", userid)
+    return key, CachedToken(
+        f"sig-for-{userid}", userid, 1400000001, expires_at - 86400, expires_at, "1"
+    )
+
+
+class TestRoundTrip:
+    async def test_set_then_get_with_ttl(
+        self, redis_cache: RedisCache, redis_server: RedisServer
+    ) -> None:
+        """A stored token comes back identical, and Redis expires it after the TTL."""
+        key, token = entry("alice")
+        await redis_cache.set_many([(key, token, 120)])
+        await redis_cache.flush()
+        assert await redis_cache.get_many([key]) == [token]
+        ttl_ms = int(redis_server.cli("PTTL", redis_cache.key(key).decode()))
+        assert 110_000 < ttl_ms <= 120_000
+
+    async def test_missing_and_corrupt_entries_are_misses(
+        self, redis_cache: RedisCache, redis_server: RedisServer
+    ) -> None:
+        key, _ = entry("bob")
+        redis_server.cli("SET", redis_cache.key(key).decode(), "garbage")
+        other, _ = entry("carol")
+        assert await redis_cache.get_many([key, other]) == [None, None]
+
+    async def test_delete(self, redis_cache: RedisCache) -> None:
+        key, token = entry("dave")
+        await redis_cache.set_many([(key, token, 60)])
+        await redis_cache.flush()
+        assert await redis_cache.delete([key]) == 1
+        assert await redis_cache.get_many([key]) == [None]
+
+
+async def test_concurrent_reads_share_one_mget(
+    redis_cache: RedisCache, redis_server: RedisServer
+) -> None:
+    """Lookups made in the same loop iteration travel in one MGET, not one call each."""
+    items = [entry(f"u{i}") for i in range(300)]
+    await redis_cache.set_many([(k, t, 60) for k, t in items])
+    await redis_cache.flush()
+    before = redis_server.command_calls("mget")
+    results = await asyncio.gather(*(redis_cache.get_many([k]) for k, _ in items))
+    assert [r[0] for r in results] == [t for _, t in items]
+    assert redis_server.command_calls("mget") - before == 1
+
+
+class TestOutages:
+    async def test_dead_redis_is_a_quick_miss_and_opens_the_breaker(
+        self, redis_cache: RedisCache, redis_server: RedisServer
+    ) -> None:
+        """With Redis gone, reads answer None within the budget and writes are dropped."""
+        key, token = entry("erin")
+        redis_server.kill()
+        start = time.monotonic()
+        for _ in range(5):
+            assert await redis_cache.get_many([key]) == [None]
+        await redis_cache.set_many([(key, token, 60)])
+        await redis_cache.flush()
+        assert time.monotonic() - start < 1.0
+        assert redis_cache.breaker.state is State.OPEN
+        assert not redis_cache.healthy()
+
+    async def test_recovers_by_itself_when_redis_returns(
+        self, redis_cache: RedisCache, redis_server: RedisServer
+    ) -> None:
+        key, token = entry("fay")
+        redis_server.kill()
+        for _ in range(3):
+            await redis_cache.get_many([key])
+        assert redis_cache.breaker.state is not State.CLOSED
+        RedisServer(redis_server.directory, redis_server.port).start()
+        try:
+            deadline = time.monotonic() + 5
+            while True:
+                await redis_cache.set_many([(key, token, 60)])
+                await redis_cache.flush()
+                if await redis_cache.get_many([key]) == [token]:
+                    break
+                assert time.monotonic() < deadline, "the cache never came back"
+                await asyncio.sleep(0.1)
+            assert redis_cache.healthy()
+        finally:
+            redis_server.cli("SHUTDOWN", "NOSAVE")
+
+    async def test_paused_redis_costs_at_most_the_budget(
+        self, redis_cache: RedisCache, redis_server: RedisServer
+    ) -> None:
+        """CLIENT PAUSE: a read gives up after ~50 ms instead of waiting seconds."""
+        key, token = entry("gus")
+        await redis_cache.set_many([(key, token, 60)])
+        await redis_cache.flush()
+        redis_server.cli("CLIENT", "PAUSE", "3000", "ALL")
+        start = time.monotonic()
+        assert await redis_cache.get_many([key]) == [None]
+        assert time.monotonic() - start < 0.5
+
+
+def test_breaker_cycle() -> None:
+    """closed → open after the threshold → half-open after the reset time → closed on success."""
+    now = [0.0]
+    breaker = CircuitBreaker(failure_threshold=2, reset_after=1.0, clock=lambda: now[0])
+    breaker.failure()
+    assert breaker.state is State.CLOSED
+    breaker.failure()
+    assert breaker.state is State.OPEN and not breaker.allow()
+    now[0] = 1.5
+    assert breaker.state is State.HALF_OPEN and breaker.allow() and not breaker.allow()
+    breaker.failure()
+    assert breaker.state is State.OPEN
+    now[0] = 3.0
+    assert breaker.allow()
+    breaker.success()
+    assert breaker.state is State.CLOSED

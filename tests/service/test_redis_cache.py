@@ -1,0 +1,143 @@
+"""The service with the shared Redis cache: sharing across instances, userid binding, and
+Redis as an accelerator that may die at any time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from signer.cache import codec
+from signer.cache.base import CachedToken
+from signer.core import verify
+from tests.cache.redis_server import RedisServer
+from tests.service.conftest import V1_APP, V2_APP, ClientFactory, Deployment, write_config
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_config(deployment: Deployment, redis_server: RedisServer) -> Path:
+    extra = (
+        f'\n[cache]\nurl = "{redis_server.url}"\n'
+        "timeout_ms = 50\nbreaker_failures = 2\nbreaker_reset_s = 0.3\n"
+    )
+    path = deployment.directory / "redis.toml"
+    path.write_text(write_config(deployment.directory, extra).read_text())
+    return path
+
+
+async def test_instances_share_tokens_through_redis(
+    make_client: ClientFactory, redis_config: Path, deployment: Deployment
+) -> None:
+    """A token minted by one instance is served, cached, by another."""
+    first, second = await make_client(redis_config), await make_client(redis_config)
+    body = {"sdkappid": V1_APP, "userid": "shared"}
+    minted = await (await first.post("/v1/usersig", json=body, headers=deployment.headers())).json()
+    await asyncio.sleep(0.05)  # the write is pipelined, not awaited by the request
+    served = await (
+        await second.post("/v1/usersig", json=body, headers=deployment.headers())
+    ).json()
+    assert (served["cached"], served["usersig"]) == (True, minted["usersig"])
+    ready = await (await second.get("/readyz")).json()
+    assert ready["details"]["cache"] == {"backend": "redis", "up": True}
+
+
+async def test_an_entry_for_another_user_is_never_served(
+    make_client: ClientFactory,
+    redis_config: Path,
+    deployment: Deployment,
+    redis_server: RedisServer,
+) -> None:
+    """Even if the store hands back the wrong value, the userid inside it is checked."""
+    client = await make_client(redis_config)
+    headers = deployment.headers()
+    mallory = await (
+        await client.post(
+            "/v1/usersig", json={"sdkappid": V2_APP, "userid": "mallory"}, headers=headers
+        )
+    ).json()
+    await asyncio.sleep(0.05)
+    keys = [k for k in redis_server.cli("KEYS", "*").splitlines() if k.endswith(":mallory")]
+    victim_key = keys[0].removesuffix(":mallory") + ":alice"
+    forged = CachedToken(
+        mallory["usersig"], "mallory", V2_APP, mallory["issued_at"], mallory["expires_at"], "1"
+    )
+    import redis
+
+    redis.Redis(port=redis_server.port).set(victim_key, codec.encode(forged))
+    alice = await (
+        await client.post(
+            "/v1/usersig", json={"sdkappid": V2_APP, "userid": "alice"}, headers=headers
+        )
+    ).json()
+    assert alice["cached"] is False and alice["usersig"] != mallory["usersig"]
+    verify(alice["usersig"], userid="alice", sdkappid=V2_APP, key=deployment.secret)
+    metrics = await (await client.get("/metrics")).text()
+    assert 'signer_cache_lookups_total{result="mismatch"} 1.0' in metrics
+
+
+async def test_redis_killed_mid_traffic_fails_no_request(
+    make_client: ClientFactory,
+    redis_config: Path,
+    deployment: Deployment,
+    redis_server: RedisServer,
+) -> None:
+    """Kill Redis during traffic: every request still succeeds (signed locally); when Redis
+    comes back the cache fills again by itself."""
+    client = await make_client(redis_config)
+    headers = deployment.headers()
+
+    async def one(n: int) -> int:
+        r = await client.post(
+            "/v1/usersig", json={"sdkappid": V2_APP, "userid": f"k{n % 50}"}, headers=headers
+        )
+        return r.status
+
+    statuses = [await one(n) for n in range(100)]
+    redis_server.kill()
+    statuses += await asyncio.gather(*(one(n) for n in range(100, 400)))
+    assert set(statuses) == {200}
+    ready = await (await client.get("/readyz")).json()
+    assert ready["status"] == "ready" and ready["details"]["cache"]["up"] is False
+
+    RedisServer(redis_server.directory, redis_server.port).start()
+    try:
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            await one(7)
+            again = await (
+                await client.post(
+                    "/v1/usersig", json={"sdkappid": V2_APP, "userid": "k7"}, headers=headers
+                )
+            ).json()
+            if again["cached"]:
+                break
+        assert again["cached"] is True
+    finally:
+        redis_server.cli("SHUTDOWN", "NOSAVE")
+
+
+async def test_paused_redis_adds_at_most_the_budget(
+    make_client: ClientFactory,
+    redis_config: Path,
+    deployment: Deployment,
+    redis_server: RedisServer,
+) -> None:
+    client = await make_client(redis_config)
+    redis_server.cli("CLIENT", "PAUSE", "3000", "ALL")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    r = await client.post(
+        "/v1/usersig", json={"sdkappid": V2_APP, "userid": "paused"}, headers=deployment.headers()
+    )
+    assert r.status == 200 and loop.time() - start < 0.5
