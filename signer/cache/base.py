@@ -47,8 +47,17 @@ class CacheBackend(Protocol):
 
     async def get_many(self, keys: Sequence[CacheKey]) -> list[CachedToken | None]: ...
 
-    async def set_many(self, items: Sequence[tuple[CacheKey, CachedToken, int]]) -> None:
-        """Store each token for its TTL in seconds (> 0)."""
+    async def set_many(
+        self, items: Sequence[tuple[CacheKey, CachedToken, int]], wait: bool = False
+    ) -> None:
+        """Store each token for its TTL in seconds (> 0). Unless ``wait``, the write may
+        still be under way when this returns (it is batched with others)."""
+
+    async def acquire_lease(self, key: CacheKey, seconds: float) -> bool:
+        """Claim the right to sign ``key`` for ``seconds``; False if another instance holds
+        it. A store that cannot answer grants it (signing locally is always allowed)."""
+
+    async def release_lease(self, key: CacheKey) -> None: ...
 
     async def delete(self, keys: Sequence[CacheKey]) -> int: ...
 

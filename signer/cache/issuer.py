@@ -1,15 +1,21 @@
-"""Cache-aside issuing: serve a cached token while it has enough life left, else sign.
+"""Cache-aside issuing with refresh-ahead and one signature per key under a stampede.
 
-A token is served from cache only if its entry names the same userid and sdkappid as the
-request and it still has at least ``min_remaining`` seconds to live; the entry's TTL is set
-so it leaves the cache at that point anyway. Concurrent misses for one key in this process
-share one signature (a single-flight table of futures).
+A cached token is served only if its entry names the same userid and sdkappid as the
+request and it has at least ``min_remaining`` seconds left; the entry's TTL ends it then
+anyway. Past ``refresh_ahead`` seconds of remaining life the cached token is still served
+but a new one is signed in the background, each lookup drawing its own threshold within
+``refresh_jitter`` of it so a fleet of instances does not refresh one key at once.
+
+A miss is signed once per key: concurrent misses in this process share one signing (a
+single-flight table), and across instances a short lease in the shared store lets one
+instance sign while the others wait a bounded time for its result, then sign themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -18,6 +24,8 @@ from dataclasses import dataclass
 from signer.cache.base import CacheBackend, CachedToken, CacheKey
 from signer.core import IssuedToken, SignerError
 from signer.engine import Engine, SignRequest
+
+LEASE_POLL_SECONDS = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,22 +67,33 @@ class Issued:
 
 @dataclass(frozen=True, slots=True)
 class AppPolicy:
-    """The caching facts of one app the issuer needs for a request."""
+    """The caching facts of one app the issuer needs for a request (times in seconds)."""
 
     sdkappid: int
     key_version: str
     min_remaining: int
+    refresh_ahead: int = 0
+    refresh_jitter: float = 0.2
+    lease_seconds: float = 2.0
+    lease_wait: float = 0.5
 
 
 class TokenIssuer:
     def __init__(
-        self, engine: Engine, cache: CacheBackend, clock: Callable[[], float] = time.time
+        self,
+        engine: Engine,
+        cache: CacheBackend,
+        clock: Callable[[], float] = time.time,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self.engine = engine
         self.cache = cache
         self.lookups: Counter[str] = Counter()
+        self.refreshes = 0
         self._clock = clock
-        self._inflight: dict[CacheKey, asyncio.Future[IssuedToken]] = {}
+        self._rng = rng
+        self._inflight: dict[CacheKey, asyncio.Future[Issued]] = {}
+        self._background: set[asyncio.Task[Issued]] = set()
 
     def _key(self, app: AppPolicy, userid: str, expire: int, userbuf: bytes | None) -> CacheKey:
         digest = hashlib.sha256(userbuf).hexdigest()[:32] if userbuf else ""
@@ -93,6 +112,10 @@ class TokenIssuer:
         self.lookups["hit"] += 1
         return True
 
+    def _due_for_refresh(self, entry: CachedToken, app: AppPolicy) -> bool:
+        threshold = app.refresh_ahead * (1 - app.refresh_jitter * self._rng())
+        return entry.expires_at - self._clock() < threshold
+
     def _ttl(self, token: IssuedToken, app: AppPolicy) -> int:
         return int(token.expires_at - app.min_remaining - self._clock())
 
@@ -104,24 +127,32 @@ class TokenIssuer:
         (entry,) = await self.cache.get_many([key])
         if self._usable(entry, key, app):
             assert entry is not None
+            if self._due_for_refresh(entry, app) and key not in self._inflight:
+                self.refreshes += 1
+                task = asyncio.ensure_future(self._lead(app, key, userbuf))
+                self._background.add(task)
+                task.add_done_callback(self._background_done)
             return Issued.from_cache(entry)
         while (shared := self._inflight.get(key)) is not None:
             try:
-                return Issued.from_token(await asyncio.shield(shared))
+                return await asyncio.shield(shared)
             except asyncio.CancelledError:
                 if not shared.cancelled():
                     raise  # we were cancelled ourselves
                 # the leader went away before finishing: try again, perhaps as leader
-        return Issued.from_token(await self._lead(app, key, userbuf))
+        return await self._lead(app, key, userbuf)
 
-    async def _lead(self, app: AppPolicy, key: CacheKey, userbuf: bytes | None) -> IssuedToken:
-        """Sign for everyone waiting on ``key``; they share this one signature."""
-        shared: asyncio.Future[IssuedToken] = asyncio.get_running_loop().create_future()
+    def _background_done(self, task: asyncio.Task[Issued]) -> None:
+        self._background.discard(task)
+        if not task.cancelled():
+            task.exception()  # a failed refresh is retried by the next lookup
+
+    async def _lead(self, app: AppPolicy, key: CacheKey, userbuf: bytes | None) -> Issued:
+        """Get the token for everyone in this process waiting on ``key``."""
+        shared: asyncio.Future[Issued] = asyncio.get_running_loop().create_future()
         self._inflight[key] = shared
         try:
-            token = await self.engine.sign(
-                SignRequest(app.sdkappid, key.userid, key.expire, userbuf)
-            )
+            issued = await self._obtain(app, key, userbuf)
         except asyncio.CancelledError:
             shared.cancel()
             raise
@@ -131,9 +162,30 @@ class TokenIssuer:
             raise
         finally:
             del self._inflight[key]
-        shared.set_result(token)
-        await self._store([(key, token)], app)
-        return token
+        shared.set_result(issued)
+        return issued
+
+    async def _obtain(self, app: AppPolicy, key: CacheKey, userbuf: bytes | None) -> Issued:
+        """Sign under the store's lease, or wait (bounded) for the instance that holds it."""
+        if await self.cache.acquire_lease(key, app.lease_seconds):
+            try:
+                return await self._sign(app, key, userbuf)
+            finally:
+                await self.cache.release_lease(key)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + app.lease_wait  # real time, whatever clock tokens use
+        while loop.time() < deadline:
+            await asyncio.sleep(LEASE_POLL_SECONDS)
+            (entry,) = await self.cache.get_many([key])
+            if entry is not None and self._usable(entry, key, app):
+                return Issued.from_cache(entry)
+        return await self._sign(app, key, userbuf)  # the holder is slow or gone
+
+    async def _sign(self, app: AppPolicy, key: CacheKey, userbuf: bytes | None) -> Issued:
+        token = await self.engine.sign(SignRequest(app.sdkappid, key.userid, key.expire, userbuf))
+        # Awaited: other instances wait on the lease for exactly this write.
+        await self._store([(key, token)], app, wait=True)
+        return Issued.from_token(token)
 
     async def issue_many(
         self, app: AppPolicy, userids: Sequence[str], expire: int
@@ -163,7 +215,9 @@ class TokenIssuer:
             await self._store(fresh, app)
         return [r for r in results if r is not None]
 
-    async def _store(self, tokens: Sequence[tuple[CacheKey, IssuedToken]], app: AppPolicy) -> None:
+    async def _store(
+        self, tokens: Sequence[tuple[CacheKey, IssuedToken]], app: AppPolicy, wait: bool = False
+    ) -> None:
         items = []
         for key, token in tokens:
             ttl = self._ttl(token, app)
@@ -178,4 +232,4 @@ class TokenIssuer:
                 )
                 items.append((key, entry, ttl))
         if items:
-            await self.cache.set_many(items)
+            await self.cache.set_many(items, wait=wait)

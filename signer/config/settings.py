@@ -95,7 +95,9 @@ class CacheSettings(_Strict):
     or ``rediss://`` (TLS) a shared Redis. ``min_remaining`` is the least life a served
     token may have left; a cached token with less is never served. Every Redis call gives
     up after ``timeout_ms``; ``breaker_failures`` failures in a row stop calls for
-    ``breaker_reset_s`` seconds (requests are then signed locally)."""
+    ``breaker_reset_s`` seconds (requests are then signed locally). A token with less than
+    ``refresh_ahead`` seconds left is served and re-signed in the background; a miss takes a
+    ``lease_ms`` lease so one instance signs while others wait up to ``lease_wait_ms``."""
 
     url: str = Field(default="", repr=False)
     max_entries: Annotated[int, Field(ge=0)] = 100_000
@@ -104,6 +106,16 @@ class CacheSettings(_Strict):
     breaker_failures: Annotated[int, Field(ge=1)] = 3
     breaker_reset_s: Annotated[float, Field(gt=0)] = 2.0
     key_prefix: str = "signer:"
+    refresh_ahead: Seconds = 7200
+    refresh_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    lease_ms: Annotated[int, Field(ge=10, le=60_000)] = 2000
+    lease_wait_ms: Annotated[int, Field(ge=0, le=60_000)] = 500
+
+    @model_validator(mode="after")
+    def _refresh_before_floor(self) -> Self:
+        if self.refresh_ahead <= self.min_remaining:
+            raise ValueError("refresh_ahead must be larger than min_remaining")
+        return self
 
     @field_validator("url")
     @classmethod

@@ -58,7 +58,16 @@ class ServiceState:
         return app
 
     def policy(self, app: AppRuntime) -> AppPolicy:
-        return AppPolicy(app.sdkappid, app.key_version, self.runtime.settings.cache.min_remaining)
+        cache = self.runtime.settings.cache
+        return AppPolicy(
+            app.sdkappid,
+            app.key_version,
+            cache.min_remaining,
+            cache.refresh_ahead,
+            cache.refresh_jitter,
+            cache.lease_ms / 1000,
+            cache.lease_wait_ms / 1000,
+        )
 
     async def reload(self, settings: Settings) -> Runtime:
         """Switch to ``settings``: keys load first, so a bad config changes nothing."""

@@ -41,7 +41,9 @@ class MemoryCache:
             found.append(CachedToken(*item[1:]))
         return found
 
-    async def set_many(self, items: Sequence[tuple[CacheKey, CachedToken, int]]) -> None:
+    async def set_many(
+        self, items: Sequence[tuple[CacheKey, CachedToken, int]], wait: bool = False
+    ) -> None:
         if self.max_entries == 0:
             return
         deadline_base = self._clock()
@@ -59,6 +61,12 @@ class MemoryCache:
             self._data.move_to_end(plain)
         while len(self._data) > self.max_entries:
             self._data.popitem(last=False)
+
+    async def acquire_lease(self, key: CacheKey, seconds: float) -> bool:
+        return True  # one process: its single-flight table already gives one signature
+
+    async def release_lease(self, key: CacheKey) -> None:
+        return None
 
     async def delete(self, keys: Sequence[CacheKey]) -> int:
         return sum(self._data.pop(tuple(key), None) is not None for key in keys)

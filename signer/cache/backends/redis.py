@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
@@ -54,6 +55,12 @@ class RedisCache:
         self._read_scheduled = False
         self._write_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._owner = uuid.uuid4().hex.encode()
+        # Delete the lease only if it is still ours (it may have expired and been re-taken).
+        self._release = client.register_script(
+            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
+            " return 0"
+        )
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 0.05, **kwargs: object) -> RedisCache:
@@ -109,8 +116,14 @@ class RedisCache:
 
     # -- writes ----------------------------------------------------------------------------
 
-    async def set_many(self, items: Sequence[tuple[CacheKey, CachedToken, int]]) -> None:
+    async def set_many(
+        self, items: Sequence[tuple[CacheKey, CachedToken, int]], wait: bool = False
+    ) -> None:
         if not items or self.breaker.state is State.OPEN:
+            return
+        if wait:
+            batch = [(self.key(k), codec.encode(t), ttl * 1000) for k, t, ttl in items if ttl > 0]
+            await self._pipeline_set(batch)
             return
         if len(self._writes) + len(items) > MAX_PENDING_WRITES:
             self.dropped_writes += len(items)
@@ -144,6 +157,35 @@ class RedisCache:
         except Exception:
             self._failed()
             self.dropped_writes += len(batch)
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def _lease_key(self, key: CacheKey) -> bytes:
+        return (self.prefix + "lease:" + key.text()).encode("utf-8", "surrogatepass")
+
+    async def acquire_lease(self, key: CacheKey, seconds: float) -> bool:
+        if not self.breaker.allow():
+            return True
+        try:
+            async with asyncio.timeout(self.timeout):
+                won = await self.client.set(
+                    self._lease_key(key), self._owner, nx=True, px=max(1, int(seconds * 1000))
+                )
+            self.breaker.success()
+            return bool(won)
+        except Exception:
+            self._failed()
+            return True
+
+    async def release_lease(self, key: CacheKey) -> None:
+        if not self.breaker.allow():
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._release(keys=[self._lease_key(key)], args=[self._owner])
+            self.breaker.success()
+        except Exception:
+            self._failed()  # the lease expires by itself
 
     # -- the rest --------------------------------------------------------------------------
 
