@@ -61,6 +61,10 @@ class CacheBackend(Protocol):
 
     async def delete(self, keys: Sequence[CacheKey]) -> int: ...
 
+    async def delete_user(self, sdkappid: int, userid: str) -> int:
+        """Drop every cached token of one user (logout, ban); the number of entries or
+        keys removed."""
+
     def healthy(self) -> bool: ...
 
     async def close(self) -> None: ...

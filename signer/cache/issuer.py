@@ -169,6 +169,11 @@ class TokenIssuer:
         """Sign under the store's lease, or wait (bounded) for the instance that holds it."""
         if await self.cache.acquire_lease(key, app.lease_seconds):
             try:
+                # Double-check: the previous holder may have stored the token and let go
+                # between our miss and our lease.
+                (entry,) = await self.cache.get_many([key])
+                if entry is not None and self._usable(entry, key, app):
+                    return Issued.from_cache(entry)
                 return await self._sign(app, key, userbuf)
             finally:
                 await self.cache.release_lease(key)

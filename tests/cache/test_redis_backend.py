@@ -27,14 +27,15 @@ class TestRoundTrip:
         await redis_cache.set_many([(key, token, 120)])
         await redis_cache.flush()
         assert await redis_cache.get_many([key]) == [token]
-        ttl_ms = int(redis_server.cli("PTTL", redis_cache.key(key).decode()))
+        ttl_ms = int(redis_server.cli("PTTL", redis_cache.location(key)[0].decode()))
         assert 110_000 < ttl_ms <= 120_000
 
     async def test_missing_and_corrupt_entries_are_misses(
         self, redis_cache: RedisCache, redis_server: RedisServer
     ) -> None:
         key, _ = entry("bob")
-        redis_server.cli("SET", redis_cache.key(key).decode(), "garbage")
+        name, field = redis_cache.location(key)
+        redis_server.cli("HSET", name.decode(), field.decode(), "garbage")
         other, _ = entry("carol")
         assert await redis_cache.get_many([key, other]) == [None, None]
 
@@ -46,17 +47,41 @@ class TestRoundTrip:
         assert await redis_cache.get_many([key]) == [None]
 
 
-async def test_concurrent_reads_share_one_mget(
-    redis_cache: RedisCache, redis_server: RedisServer
-) -> None:
-    """Lookups made in the same loop iteration travel in one MGET, not one call each."""
+async def test_concurrent_reads_share_one_round_trip(redis_cache: RedisCache) -> None:
+    """Lookups made in the same loop iteration travel in one pipeline, not one call each."""
     items = [entry(f"u{i}") for i in range(300)]
     await redis_cache.set_many([(k, t, 60) for k, t in items])
     await redis_cache.flush()
-    before = redis_server.command_calls("mget")
+    pipelines = 0
+    make_pipeline = redis_cache.client.pipeline
+
+    def counting_pipeline(*args: object, **kwargs: object) -> object:
+        nonlocal pipelines
+        pipelines += 1
+        return make_pipeline(*args, **kwargs)  # type: ignore[arg-type]
+
+    redis_cache.client.pipeline = counting_pipeline  # type: ignore[method-assign]
     results = await asyncio.gather(*(redis_cache.get_many([k]) for k, _ in items))
     assert [r[0] for r in results] == [t for _, t in items]
-    assert redis_server.command_calls("mget") - before == 1
+    assert pipelines == 1
+
+
+async def test_delete_user_removes_every_variant(redis_cache: RedisCache) -> None:
+    """Logout: all of a user's tokens go, whatever their lifetime or key version."""
+    key, token = entry("hal")
+    variants = [
+        key,
+        key._replace(expire=600),
+        key._replace(key_version="2"),
+        key._replace(userbuf_digest="ab"),
+    ]
+    await redis_cache.set_many([(k, token, 60) for k in variants])
+    other, other_token = entry("ivy")
+    await redis_cache.set_many([(other, other_token, 60)])
+    await redis_cache.flush()
+    assert await redis_cache.delete_user(key.sdkappid, "hal") == 1
+    assert await redis_cache.get_many(variants) == [None] * 4
+    assert await redis_cache.get_many([other]) == [other_token]
 
 
 class TestOutages:

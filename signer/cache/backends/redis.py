@@ -6,9 +6,13 @@ milliseconds and goes through a circuit breaker, and a failure of any kind is a 
 reads) or a dropped write, never an error for the request. redis-py's own defaults
 (seconds-long socket timeouts, several retries) are replaced so no request waits on them.
 
-Reads from concurrent requests are coalesced into one MGET per event-loop iteration and
-writes into one pipeline of ``SET ... PX``, so a cache hit does not cost a round trip of
-its own. Writes are not awaited by the request that made them.
+Layout: one hash per user, ``<prefix><sdkappid>:<userid>``, with a field per token
+variant ``<key version>:<expire>:<userbuf digest>``, so a logout or ban removes every token
+of the user with one DEL. The hash expires with its longest-lived field (``PEXPIRE NX``
+then ``PEXPIRE GT``); a field that outlives its token is filtered on read by its
+``expires_at``. Reads from concurrent requests are coalesced into one pipeline of HGETs
+per event-loop iteration and writes into one pipeline, so a cache hit does not cost a
+round trip of its own. Writes are not awaited by the request that made them.
 """
 
 from __future__ import annotations
@@ -29,6 +33,35 @@ from signer.cache.breaker import CircuitBreaker, State
 
 MAX_KEYS_PER_CALL = 512
 MAX_PENDING_WRITES = 50_000
+LEASE_TIMEOUT = 0.5
+
+
+class LoopLag:
+    """How late the event loop runs its callbacks, sampled by a 10 ms heartbeat that starts
+    with the first call and stops when the loop closes."""
+
+    INTERVAL = 0.01
+
+    def __init__(self) -> None:
+        self._lag = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+
+    def lag(self) -> float:
+        if self._handle is None:
+            loop = asyncio.get_running_loop()
+            self._handle = loop.call_later(self.INTERVAL, self._beat, loop, loop.time())
+        return self._lag
+
+    def _beat(self, loop: asyncio.AbstractEventLoop, scheduled: float) -> None:
+        now = loop.time()
+        late = now - scheduled - self.INTERVAL
+        self._lag = max(late, self._lag * 0.5)  # decays once the burst has passed
+        self._handle = loop.call_later(self.INTERVAL, self._beat, loop, now)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 class RedisCache:
@@ -50,12 +83,13 @@ class RedisCache:
         self.prefix = prefix
         self.errors = 0
         self.dropped_writes = 0
-        self._reads: list[tuple[bytes, asyncio.Future[bytes | None]]] = []
-        self._writes: list[tuple[bytes, bytes, int]] = []
+        self._reads: list[tuple[tuple[bytes, bytes], asyncio.Future[bytes | None]]] = []
+        self._writes: list[tuple[tuple[bytes, bytes], bytes, int]] = []
         self._read_scheduled = False
         self._write_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._owner = uuid.uuid4().hex.encode()
+        self._lag = LoopLag()
         # Delete the lease only if it is still ours (it may have expired and been re-taken).
         self._release = client.register_script(
             "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
@@ -75,8 +109,13 @@ class RedisCache:
         )
         return cls(client, timeout=timeout, **kwargs)  # type: ignore[arg-type]
 
-    def key(self, key: CacheKey) -> bytes:
-        return (self.prefix + key.text()).encode("utf-8", "surrogatepass")
+    def user_key(self, sdkappid: int, userid: str) -> bytes:
+        return f"{self.prefix}{sdkappid}:{userid}".encode("utf-8", "surrogatepass")
+
+    def location(self, key: CacheKey) -> tuple[bytes, bytes]:
+        """(hash key, field) of a token variant."""
+        field = f"{key.key_version}:{key.expire}:{key.userbuf_digest}".encode()
+        return self.user_key(key.sdkappid, key.userid), field
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -87,7 +126,7 @@ class RedisCache:
         futures: list[asyncio.Future[bytes | None]] = []
         for key in keys:
             future: asyncio.Future[bytes | None] = loop.create_future()
-            self._reads.append((self.key(key), future))
+            self._reads.append((self.location(key), future))
             futures.append(future)
         if not self._read_scheduled:
             self._read_scheduled = True
@@ -99,13 +138,18 @@ class RedisCache:
         self._read_scheduled = False
         pending, self._reads = self._reads, []
         for start in range(0, len(pending), MAX_KEYS_PER_CALL):
-            self._spawn(self._mget(pending[start : start + MAX_KEYS_PER_CALL]))
+            self._spawn(self._read(pending[start : start + MAX_KEYS_PER_CALL]))
 
-    async def _mget(self, batch: list[tuple[bytes, asyncio.Future[bytes | None]]]) -> None:
+    async def _read(
+        self, batch: list[tuple[tuple[bytes, bytes], asyncio.Future[bytes | None]]]
+    ) -> None:
         values: list[Any]
         try:
+            pipe = self.client.pipeline(transaction=False)
+            for (name, field), _ in batch:
+                pipe.hget(name, field)
             async with asyncio.timeout(self.timeout):
-                values = await self.client.mget([key for key, _ in batch])
+                values = await pipe.execute()
             self.breaker.success()
         except Exception:  # timeout, connection refused, OOM, anything: it is a miss
             self._failed()
@@ -122,15 +166,17 @@ class RedisCache:
         if not items or self.breaker.state is State.OPEN:
             return
         if wait:
-            batch = [(self.key(k), codec.encode(t), ttl * 1000) for k, t, ttl in items if ttl > 0]
-            await self._pipeline_set(batch)
+            batch = [
+                (self.location(k), codec.encode(t), ttl * 1000) for k, t, ttl in items if ttl > 0
+            ]
+            await self._pipeline_set(batch, max(self.timeout, LEASE_TIMEOUT))
             return
         if len(self._writes) + len(items) > MAX_PENDING_WRITES:
             self.dropped_writes += len(items)
             return
         for key, token, ttl in items:
             if ttl > 0:
-                self._writes.append((self.key(key), codec.encode(token), ttl * 1000))
+                self._writes.append((self.location(key), codec.encode(token), ttl * 1000))
         if not self._write_scheduled:
             self._write_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_writes)
@@ -141,17 +187,19 @@ class RedisCache:
         for start in range(0, len(pending), MAX_KEYS_PER_CALL):
             self._spawn(self._pipeline_set(pending[start : start + MAX_KEYS_PER_CALL]))
 
-    async def _pipeline_set(self, batch: list[tuple[bytes, bytes, int]]) -> None:
+    async def _pipeline_set(
+        self, batch: list[tuple[tuple[bytes, bytes], bytes, int]], timeout: float | None = None
+    ) -> None:
         if not self.breaker.allow():
             self.dropped_writes += len(batch)
             return
         try:
-            async with (
-                asyncio.timeout(self.timeout),
-                self.client.pipeline(transaction=False) as pipe,
-            ):
-                for key, value, ttl_ms in batch:
-                    pipe.set(key, value, px=ttl_ms)
+            pipe = self.client.pipeline(transaction=False)
+            for (name, field), value, ttl_ms in batch:
+                pipe.hset(name, field, value)
+                pipe.pexpire(name, ttl_ms, nx=True)
+                pipe.pexpire(name, ttl_ms, gt=True)
+            async with asyncio.timeout(timeout or self.timeout):
                 await pipe.execute()
             self.breaker.success()
         except Exception:
@@ -167,7 +215,10 @@ class RedisCache:
         if not self.breaker.allow():
             return True
         try:
-            async with asyncio.timeout(self.timeout):
+            # A lease is asked for on a miss, when signing (milliseconds) follows anyway; a
+            # longer budget here keeps a busy event loop from mistaking its own backlog
+            # for a slow Redis and signing twice.
+            async with asyncio.timeout(max(self.timeout, LEASE_TIMEOUT)):
                 won = await self.client.set(
                     self._lease_key(key), self._owner, nx=True, px=max(1, int(seconds * 1000))
                 )
@@ -193,8 +244,24 @@ class RedisCache:
         if not keys or not self.breaker.allow():
             return 0
         try:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hdel(*self.location(key))
             async with asyncio.timeout(self.timeout):
-                deleted = int(await self.client.delete(*[self.key(k) for k in keys]))
+                deleted = sum(int(n) for n in await pipe.execute())
+            self.breaker.success()
+            return deleted
+        except Exception:
+            self._failed()
+            return 0
+
+    async def delete_user(self, sdkappid: int, userid: str) -> int:
+        """Every cached token of one user, whatever its key version, lifetime or userbuf."""
+        if not self.breaker.allow():
+            return 0
+        try:
+            async with asyncio.timeout(self.timeout):
+                deleted = int(await self.client.delete(self.user_key(sdkappid, userid)))
             self.breaker.success()
             return deleted
         except Exception:
@@ -205,8 +272,11 @@ class RedisCache:
         return self.breaker.state is State.CLOSED
 
     def _failed(self) -> None:
+        """Count a failure against the breaker, unless our own event loop was too busy to
+        read the reply in time (a request burst): that says nothing about Redis."""
         self.errors += 1
-        self.breaker.failure()
+        if self._lag.lag() < self.timeout / 2:
+            self.breaker.failure()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -221,6 +291,7 @@ class RedisCache:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def close(self) -> None:
+        self._lag.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flush(), timeout=1.0)
         with contextlib.suppress(Exception):
