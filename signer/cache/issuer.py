@@ -129,7 +129,7 @@ class TokenIssuer:
             assert entry is not None
             if self._due_for_refresh(entry, app) and key not in self._inflight:
                 self.refreshes += 1
-                task = asyncio.ensure_future(self._lead(app, key, userbuf))
+                task = asyncio.ensure_future(self._lead(app, key, userbuf, replacing=entry))
                 self._background.add(task)
                 task.add_done_callback(self._background_done)
             return Issued.from_cache(entry)
@@ -147,12 +147,19 @@ class TokenIssuer:
         if not task.cancelled():
             task.exception()  # a failed refresh is retried by the next lookup
 
-    async def _lead(self, app: AppPolicy, key: CacheKey, userbuf: bytes | None) -> Issued:
-        """Get the token for everyone in this process waiting on ``key``."""
+    async def _lead(
+        self,
+        app: AppPolicy,
+        key: CacheKey,
+        userbuf: bytes | None,
+        replacing: CachedToken | None = None,
+    ) -> Issued:
+        """Get the token for everyone in this process waiting on ``key`` (a refresh passes
+        the entry it ``replacing``, which does not count as the result)."""
         shared: asyncio.Future[Issued] = asyncio.get_running_loop().create_future()
         self._inflight[key] = shared
         try:
-            issued = await self._obtain(app, key, userbuf)
+            issued = await self._obtain(app, key, userbuf, replacing)
         except asyncio.CancelledError:
             shared.cancel()
             raise
@@ -165,14 +172,26 @@ class TokenIssuer:
         shared.set_result(issued)
         return issued
 
-    async def _obtain(self, app: AppPolicy, key: CacheKey, userbuf: bytes | None) -> Issued:
+    async def _obtain(
+        self,
+        app: AppPolicy,
+        key: CacheKey,
+        userbuf: bytes | None,
+        replacing: CachedToken | None,
+    ) -> Issued:
         """Sign under the store's lease, or wait (bounded) for the instance that holds it."""
+
+        def result(entry: CachedToken | None) -> bool:
+            fresh = replacing is None or (entry is not None and entry.usersig != replacing.usersig)
+            return entry is not None and fresh and self._usable(entry, key, app)
+
         if await self.cache.acquire_lease(key, app.lease_seconds):
             try:
                 # Double-check: the previous holder may have stored the token and let go
                 # between our miss and our lease.
                 (entry,) = await self.cache.get_many([key])
-                if entry is not None and self._usable(entry, key, app):
+                if result(entry):
+                    assert entry is not None
                     return Issued.from_cache(entry)
                 return await self._sign(app, key, userbuf)
             finally:
@@ -182,7 +201,8 @@ class TokenIssuer:
         while loop.time() < deadline:
             await asyncio.sleep(LEASE_POLL_SECONDS)
             (entry,) = await self.cache.get_many([key])
-            if entry is not None and self._usable(entry, key, app):
+            if result(entry):
+                assert entry is not None
                 return Issued.from_cache(entry)
         return await self._sign(app, key, userbuf)  # the holder is slow or gone
 

@@ -4,6 +4,7 @@ Redis as an accelerator that may die at any time."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,7 +84,8 @@ async def test_an_entry_for_another_user_is_never_served(
     assert alice["cached"] is False and alice["usersig"] != mallory["usersig"]
     verify(alice["usersig"], userid="alice", sdkappid=V2_APP, key=deployment.secret)
     metrics = await (await client.get("/metrics")).text()
-    assert 'signer_cache_lookups_total{result="mismatch"} 1.0' in metrics
+    mismatches = re.search(r'signer_cache_lookups_total\{result="mismatch"\} (\S+)', metrics)
+    assert mismatches is not None and float(mismatches.group(1)) >= 1
 
 
 async def test_redis_killed_mid_traffic_fails_no_request(
