@@ -96,7 +96,7 @@ class TokenIssuer:
         self._background: set[asyncio.Task[Issued]] = set()
 
     def _key(self, app: AppPolicy, userid: str, expire: int, userbuf: bytes | None) -> CacheKey:
-        digest = hashlib.sha256(userbuf).hexdigest()[:32] if userbuf else ""
+        digest = "" if userbuf is None else "b" + hashlib.sha256(userbuf).hexdigest()[:32]
         return CacheKey(app.sdkappid, app.key_version, expire, digest, userid)
 
     def _usable(self, entry: CachedToken | None, key: CacheKey, app: AppPolicy) -> bool:
@@ -228,15 +228,20 @@ class TokenIssuer:
             else:
                 misses.append(index)
         if misses:
-            requests = [SignRequest(app.sdkappid, userids[i], expire) for i in misses]
-            outcomes = await self.engine.sign_many(requests)
+            first: dict[str, int] = {}  # a userid repeated in one batch is signed once
+            unique = [first.setdefault(userids[i], i) for i in misses]
+            todo = sorted(set(unique))
+            requests = [SignRequest(app.sdkappid, userids[i], expire) for i in todo]
+            outcomes = dict(zip(todo, await self.engine.sign_many(requests), strict=True))
             fresh = []
-            for index, outcome in zip(misses, outcomes, strict=True):
+            for index, source in zip(misses, unique, strict=True):
+                outcome = outcomes[source]
                 if isinstance(outcome, SignerError):
                     results[index] = outcome
                 else:
                     results[index] = Issued.from_token(outcome)
-                    fresh.append((keys[index], outcome))
+                    if index == source:
+                        fresh.append((keys[index], outcome))
             await self._store(fresh, app)
         return [r for r in results if r is not None]
 

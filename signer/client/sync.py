@@ -85,7 +85,7 @@ class SignerClient:
         expire: int | None = None,
     ) -> str:
         """A TRTC PrivateMapKey granting ``privilege`` (bit map, 255 = all) in one room,
-        given by exactly one of ``room_id`` and ``room_str``. v2 (HMAC) apps only."""
+        given by exactly one of ``room_id`` and ``room_str``. Works for v1 and v2 apps."""
         call = protocol.privatemapkey(self.sdkappid, userid, room_id, room_str, privilege, expire)
         return self._send(call).usersig
 

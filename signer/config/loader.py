@@ -52,11 +52,15 @@ def load_settings(path: Path | None, overrides: dict[str, Any] | None = None) ->
             raise ConfigError([f"config file {path}: {exc.strerror}"]) from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError([f"config file {path}: not valid TOML ({exc})"]) from None
+        except RecursionError:
+            raise ConfigError([f"config file {path}: nested too deeply"]) from None
         data["config_dir"] = path.resolve().parent
     try:
         settings = Settings(**data)
     except ValidationError as exc:
         raise _from_validation(exc) from None
+    except RecursionError:
+        raise ConfigError(["(config): nested too deeply"]) from None
     if path is None and not settings.apps:
         settings = _dev_mode(settings)
     if overrides:

@@ -44,6 +44,13 @@ class AppRuntime:
     def key_version(self) -> str:
         return self.signing.version
 
+    @property
+    def cache_version(self) -> str:
+        """The key version plus a fingerprint of the key itself, for cache keys: replacing
+        a key file without bumping ``version`` must still retire every cached token."""
+        digest = hashlib.sha256(b"signer-cache-key\0" + self.signing.material).hexdigest()
+        return f"{self.signing.version}~{digest[:12]}"
+
 
 @dataclass(frozen=True)
 class Caller:

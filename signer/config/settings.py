@@ -164,6 +164,11 @@ class Settings(BaseSettings):
             if app.sdkappid in seen:
                 raise ValueError(f"sdkappid {app.sdkappid} is configured twice")
             seen.add(app.sdkappid)
+        if self.engine.max_queued < self.server.max_batch_userids:
+            raise ValueError(
+                "engine.max_queued must be at least server.max_batch_userids, or a full "
+                "batch could never be accepted"
+            )
         names = [caller.name for caller in self.callers]
         if len(names) != len(set(names)):
             raise ValueError("caller names must be unique")

@@ -240,6 +240,7 @@ def summarize(fields: dict[str, Any]) -> dict[str, Any]:
             out[name] = value
     if "time" in out and "expire" in out:
         out["expires_at"] = out["time"] + out["expire"]
-    if isinstance(fields.get("TLS.userbuf"), str):
-        out["userbuf"] = fields["TLS.userbuf"]
+    userbuf = fields.get("TLS.userbuf")
+    if isinstance(userbuf, str) and strict_b64decode(userbuf) is not None:
+        out["userbuf"] = userbuf
     return out

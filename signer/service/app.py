@@ -20,7 +20,10 @@ def create_app(state: ServiceState) -> web.Application:
     )
     app[STATE] = state
     for route in ROUTES:
-        app.router.add_route(route.method, route.path, route.handler)
+        if route.method == "GET":  # GET routes answer HEAD too (load balancer probes)
+            app.router.add_get(route.path, route.handler)
+        else:
+            app.router.add_route(route.method, route.path, route.handler)
     spec = openapi.build_spec(ROUTES)
 
     async def openapi_json(request: web.Request) -> web.Response:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 from typing import Any, TypeVar
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError, ContentLengthError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
@@ -52,7 +54,10 @@ def json_response(
 async def read_json(request: web.Request, model: type[M]) -> M:
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    raw = await request.read()  # aiohttp enforces the body cap (413) here
+    try:
+        raw = await request.read()  # aiohttp enforces the body cap (413) here
+    except (ContentEncodingError, ContentLengthError, web.RequestPayloadError):
+        raise ApiError(400, "malformed_body", "body could not be read (bad encoding)") from None
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -118,6 +123,10 @@ async def post_usersig(request: web.Request) -> web.Response:
 
 
 async def get_usersig(request: web.Request) -> web.Response:
+    try:  # aiohttp would quietly turn bytes that are not UTF-8 into U+FFFD
+        unquote_to_bytes(request.rel_url.raw_query_string).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(422, "invalid_field", "the query string is not valid UTF-8") from None
     return await _issue(request, validate(UserSigQuery, dict(request.query)), None)
 
 
@@ -129,6 +138,11 @@ async def post_batch(request: web.Request) -> web.Response:
     if len(body.userids) > limit:
         raise ApiError(422, "too_many_userids", f"at most {limit} userids per batch", "userids")
     expire = _expire(app, body.expire)
+    if state.runtime.settings.rate_limit.enabled and len(body.userids) > 1:
+        # A batch costs its size (the request itself was charged 1), capped at the burst
+        # so that a full batch is possible at all.
+        burst = state.runtime.settings.rate_limit.burst
+        state.limiter.check(request[CALLER].name, min(len(body.userids) - 1, burst - 1))
     outcomes = await state.issuer.issue_many(state.policy(app), body.userids, expire)
     results = []
     for userid, outcome in zip(body.userids, outcomes, strict=True):

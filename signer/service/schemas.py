@@ -53,17 +53,29 @@ class UserSigRequest(_Model):
 
 
 class UserSigQuery(BaseModel):
-    """``GET /v1/usersig`` takes the same fields as query parameters."""
+    """``GET /v1/usersig`` takes the same fields as query parameters (plain decimal digits
+    only: no signs, underscores, spaces or fractions)."""
 
     model_config = ConfigDict(extra="forbid")
     sdkappid: SdkAppId
     userid: UserId
     expire: Expire = None
 
+    @field_validator("sdkappid", "expire", mode="before")
+    @classmethod
+    def _digits(cls, value: object) -> object:
+        if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+            raise ValueError("must be a decimal number")
+        return value
+
 
 class BatchRequest(_Model):
     sdkappid: SdkAppId
-    userids: list[str] = Field(min_length=1, max_length=10_000, description="Up to 10,000 userids.")
+    userids: list[str] = Field(
+        min_length=1,
+        max_length=100_000,
+        description="Userids, at most server.max_batch_userids (10,000 by default).",
+    )
     expire: Expire = None
 
 

@@ -61,7 +61,7 @@ class ServiceState:
         cache = self.runtime.settings.cache
         return AppPolicy(
             app.sdkappid,
-            app.key_version,
+            app.cache_version,
             cache.min_remaining,
             cache.refresh_ahead,
             cache.refresh_jitter,

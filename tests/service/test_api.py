@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
@@ -366,18 +367,25 @@ class TestErrors:
     async def test_overloaded_engine_is_503_with_retry_after(
         self, make_client: ClientFactory, deployment: Deployment
     ) -> None:
-        config = deployment.config.read_text().replace(
-            "[engine]\nworkers = 1", "[engine]\nworkers = 1\nmax_queued = 5"
+        """Past engine.max_queued waiting tokens, requests are refused at once with 503."""
+        config = (
+            deployment.config.read_text()
+            .replace("[engine]\nworkers = 1", "[engine]\nworkers = 1\nmax_queued = 30")
+            .replace("[server]", "[server]\nmax_batch_userids = 30")
         )
         (deployment.directory / "small.toml").write_text(config)
         client = await make_client(deployment.directory / "small.toml")
-        r = await client.post(
-            "/v1/usersig/batch",
-            json={"sdkappid": V1_APP, "userids": [f"u{i}" for i in range(50)]},
-            headers=deployment.headers(),
-        )
-        await self._error(r, 503, "overloaded")
-        assert r.headers["Retry-After"] == "1"
+
+        async def batch(n: int) -> object:
+            body = {"sdkappid": V1_APP, "userids": [f"b{n}_{i}" for i in range(30)]}
+            return await client.post("/v1/usersig/batch", json=body, headers=deployment.headers())
+
+        responses = await asyncio.gather(*(batch(n) for n in range(10)))
+        statuses = [r.status for r in responses]  # type: ignore[attr-defined]
+        assert set(statuses) <= {200, 503} and 503 in statuses and 200 in statuses
+        refused = next(r for r in responses if r.status == 503)  # type: ignore[attr-defined]
+        await self._error(refused, 503, "overloaded")
+        assert refused.headers["Retry-After"] == "1"  # type: ignore[attr-defined]
 
 
 class TestOperations:
@@ -434,3 +442,118 @@ class TestOperations:
             )
         ).json()
         verify(data["usersig"], userid="z", sdkappid=OTHER_APP, key=HmacSecret(b"another-secret"))
+
+
+class TestReviewFindings:
+    """Behaviours a review of the service asked for, each pinned by a test."""
+
+    async def test_get_rejects_query_bytes_that_are_not_utf8(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        r = await client.get(
+            f"/v1/usersig?sdkappid={V1_APP}&userid=%FF", headers=deployment.headers()
+        )
+        assert r.status == 422
+
+    @pytest.mark.parametrize(
+        "sdkappid", ["+1400000001", "1_400_000_001", " 1400000001", "1400000001.0"]
+    )
+    async def test_get_takes_plain_digits_only(
+        self, client: TestClient, deployment: Deployment, sdkappid: str
+    ) -> None:
+        r = await client.get(
+            "/v1/usersig",
+            params={"sdkappid": sdkappid, "userid": "u"},
+            headers=deployment.headers(),
+        )
+        assert r.status == 422
+
+    async def test_head_on_health_routes(self, client: TestClient) -> None:
+        assert (await client.head("/healthz")).status == 200
+        assert (await client.head("/readyz")).status == 200
+
+    async def test_undecodable_gzip_body_is_400(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        r = await client.post(
+            "/v1/usersig",
+            data=b'{"sdkappid": 1, "userid": "a"}',
+            headers={
+                **deployment.headers(),
+                "Content-Type": "application/json",
+                "Content-Encoding": "gzip",
+            },
+        )
+        assert r.status == 400 and (await r.json())["error"]["code"] == "malformed_body"
+
+    async def test_empty_userbuf_is_not_the_same_token_as_none(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        plain = await (
+            await client.post(
+                "/v1/usersig",
+                json={"sdkappid": V2_APP, "userid": "ub"},
+                headers=deployment.headers(),
+            )
+        ).json()
+        empty = await (
+            await client.post(
+                "/v1/usersig",
+                json={"sdkappid": V2_APP, "userid": "ub", "userbuf": ""},
+                headers=deployment.headers(),
+            )
+        ).json()
+        assert empty["cached"] is False and empty["usersig"] != plain["usersig"]
+
+    async def test_batch_signs_a_repeated_userid_once(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        results = (
+            await (
+                await client.post(
+                    "/v1/usersig/batch",
+                    json={"sdkappid": V2_APP, "userids": ["dup"] * 50},
+                    headers=deployment.headers(),
+                )
+            ).json()
+        )["results"]
+        assert len({r["usersig"] for r in results}) == 1
+        metrics = await (await client.get("/metrics")).text()
+        assert f'signer_tokens_signed_total{{algorithm="v2",sdkappid="{V2_APP}"}} 1.0' in metrics
+
+    async def test_batches_pay_the_rate_limit_per_userid(
+        self, make_client: ClientFactory, deployment: Deployment
+    ) -> None:
+        config = deployment.config.read_text().replace(
+            "rate = 1000\nburst = 1000", "rate = 1\nburst = 100"
+        )
+        (deployment.directory / "tight.toml").write_text(config)
+        client = await make_client(deployment.directory / "tight.toml")
+        body = {"sdkappid": V2_APP, "userids": [f"u{i}" for i in range(60)]}
+        assert (
+            await client.post("/v1/usersig/batch", json=body, headers=deployment.headers())
+        ).status == 200
+        assert (
+            await client.post("/v1/usersig/batch", json=body, headers=deployment.headers())
+        ).status == 429
+
+    async def test_new_key_without_new_version_retires_cached_tokens(
+        self, make_client: ClientFactory, deployment: Deployment
+    ) -> None:
+        """Replacing a leaked secret and reloading must not keep serving old tokens."""
+        from signer.config import load_settings
+        from signer.core import HmacSecret
+        from signer.service.handlers import STATE
+
+        client = await make_client()
+        body = {"sdkappid": V2_APP, "userid": "rot"}
+        old = await (
+            await client.post("/v1/usersig", json=body, headers=deployment.headers())
+        ).json()
+        (deployment.directory / "keys" / "app2" / "secret").write_text("a brand new secret")
+        await client.app[STATE].reload(load_settings(deployment.config))
+        new = await (
+            await client.post("/v1/usersig", json=body, headers=deployment.headers())
+        ).json()
+        assert new["cached"] is False and new["usersig"] != old["usersig"]
+        verify(new["usersig"], userid="rot", sdkappid=V2_APP, key=HmacSecret(b"a brand new secret"))
