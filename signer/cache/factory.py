@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
+from signer.cache.backends.layered import LayeredCache
 from signer.cache.backends.memory import MemoryCache
 from signer.cache.backends.redis import RedisCache
 from signer.cache.base import CacheBackend
@@ -15,12 +16,15 @@ def make_cache(settings: CacheSettings) -> CacheBackend:
     if not settings.url:
         return MemoryCache(settings.max_entries)
     breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s)
-    return RedisCache.from_url(
+    shared = RedisCache.from_url(
         settings.url,
         timeout=settings.timeout_ms / 1000,
         breaker=breaker,
         prefix=settings.key_prefix,
     )
+    if settings.l1_entries == 0:
+        return shared
+    return LayeredCache(MemoryCache(settings.l1_entries), shared, settings.l1_ttl_s)
 
 
 def describe(settings: CacheSettings) -> str:

@@ -110,6 +110,8 @@ class CacheSettings(_Strict):
     refresh_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.2
     lease_ms: Annotated[int, Field(ge=10, le=60_000)] = 2000
     lease_wait_ms: Annotated[int, Field(ge=0, le=60_000)] = 500
+    l1_entries: Annotated[int, Field(ge=0)] = 10_000
+    l1_ttl_s: Annotated[int, Field(ge=1, le=3600)] = 5
 
     @model_validator(mode="after")
     def _refresh_before_floor(self) -> Self:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from signer.cache import Issued
 from signer.config import AppRuntime, Caller
 from signer.core import (
+    UINT32_MAX,
     SignatureMismatch,
     SignerError,
     VerificationError,
@@ -194,6 +195,18 @@ async def post_verify(request: web.Request) -> web.Response:
     with contextlib.suppress(VerificationError):  # undecodable: the code says why
         report.update(summarize(decode(body.usersig)))
     return json_response(report)
+
+
+async def delete_usersig(request: web.Request) -> web.Response:
+    """Logout or ban: every cached token of the user goes, on every instance."""
+    state = request.app[STATE]
+    raw = request.match_info["sdkappid"]
+    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) <= UINT32_MAX:
+        raise ApiError(422, "invalid_field", "sdkappid must be a decimal number", "sdkappid")
+    app = _app_for(request, int(raw))
+    userid = request.match_info["userid"]
+    evicted = await state.cache.delete_user(app.sdkappid, userid)
+    return json_response({"sdkappid": app.sdkappid, "userid": userid, "evicted": evicted})
 
 
 async def healthz(request: web.Request) -> web.Response:

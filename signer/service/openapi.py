@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,9 @@ def build_spec(routes: tuple[Route, ...]) -> dict[str, Any]:
     )
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, refs)
+        paths.setdefault(openapi_path(route.path), {})[route.method.lower()] = _operation(
+            route, refs
+        )
     return {
         "openapi": "3.1.0",
         "info": {
@@ -60,6 +63,14 @@ def build_spec(routes: tuple[Route, ...]) -> dict[str, Any]:
     }
 
 
+_PATH_PARAMETER = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+
+
+def openapi_path(path: str) -> str:
+    """aiohttp's ``{name:regex}`` placeholders as OpenAPI's ``{name}``."""
+    return _PATH_PARAMETER.sub(r"{\1}", path)
+
+
 def _is_input(model: type, routes: tuple[Route, ...]) -> bool:
     return any(model is route.body for route in routes)
 
@@ -70,7 +81,8 @@ def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
 
     operation: dict[str, Any] = {
         "summary": route.summary,
-        "operationId": f"{route.method.lower()}_{route.path.strip('/').replace('/', '_')}",
+        "operationId": f"{route.method.lower()}_"
+        + re.sub(r"[^a-z0-9]+", "_", openapi_path(route.path).lower()).strip("_"),
         "tags": [route.tag],
         "responses": {},
     }
@@ -81,6 +93,12 @@ def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": ref(route.body, "validation")}},
         }
+    path_parameters = _PATH_PARAMETER.findall(route.path)
+    if path_parameters:
+        operation["parameters"] = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in path_parameters
+        ]
     if route.query is not None:
         query_schema = route.query.model_json_schema()
         operation["parameters"] = [

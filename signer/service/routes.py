@@ -12,6 +12,7 @@ from signer.service import handlers
 from signer.service.schemas import (
     BatchRequest,
     BatchResponse,
+    EvictResponse,
     Health,
     PrivateMapKeyRequest,
     TokenResponse,
@@ -62,6 +63,14 @@ ROUTES: tuple[Route, ...] = (
         "Issue UserSigs for up to 10,000 userids",
         body=BatchRequest,
         response=BatchResponse,
+    ),
+    Route(
+        "DELETE",
+        "/v1/usersig/{sdkappid}/{userid:.+}",
+        handlers.delete_usersig,
+        "Evict a user's cached tokens on every instance (logout, ban)",
+        response=EvictResponse,
+        errors=(401, 403, 404, 422, 429),
     ),
     Route(
         "POST",

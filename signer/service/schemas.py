@@ -159,6 +159,12 @@ class VerifyResponse(BaseModel):
     )
 
 
+class EvictResponse(BaseModel):
+    sdkappid: int
+    userid: str
+    evicted: int = Field(description="Cache entries (or per-user hashes) removed.")
+
+
 class Health(BaseModel):
     status: str
     details: dict[str, Any] = {}

@@ -557,3 +557,40 @@ class TestReviewFindings:
         ).json()
         assert new["cached"] is False and new["usersig"] != old["usersig"]
         verify(new["usersig"], userid="rot", sdkappid=V2_APP, key=HmacSecret(b"a brand new secret"))
+
+
+class TestEviction:
+    async def test_delete_evicts_every_variant_of_the_user(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        headers = deployment.headers()
+        for expire in (None, 7200):
+            body = {
+                "sdkappid": V2_APP,
+                "userid": "bye/now",
+                **({"expire": expire} if expire else {}),
+            }
+            await client.post("/v1/usersig", json=body, headers=headers)
+        r = await client.delete(f"/v1/usersig/{V2_APP}/bye%2Fnow", headers=headers)
+        assert r.status == 200 and await r.json() == {
+            "sdkappid": V2_APP,
+            "userid": "bye/now",
+            "evicted": 2,
+        }
+        again = await (
+            await client.post(
+                "/v1/usersig", json={"sdkappid": V2_APP, "userid": "bye/now"}, headers=headers
+            )
+        ).json()
+        assert again["cached"] is False
+
+    async def test_delete_needs_auth_and_permission(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        assert (await client.delete(f"/v1/usersig/{V2_APP}/u")).status == 401
+        assert (
+            await client.delete(f"/v1/usersig/{V1_APP}/u", headers=deployment.headers(LIMITED_KEY))
+        ).status == 403
+        assert (
+            await client.delete("/v1/usersig/abc/u", headers=deployment.headers())
+        ).status == 422

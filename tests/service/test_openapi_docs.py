@@ -35,6 +35,7 @@ from signer.config import build_runtime, load_settings
 from signer.config.loader import DEV_V1_APP, DEV_V2_APP
 from signer.service import openapi
 from signer.service.app import create_app
+from signer.service.openapi import openapi_path
 from signer.service.routes import ROUTES, Route
 from signer.service.schemas import ErrorResponse
 from signer.service.state import ServiceState
@@ -144,7 +145,7 @@ def test_the_validator_catches_a_broken_spec(
 def test_operations_are_exactly_the_route_table() -> None:
     spec = _spec()
     in_spec = {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}
-    assert in_spec == {(route.method, route.path) for route in ROUTES}
+    assert in_spec == {(route.method, openapi_path(route.path)) for route in ROUTES}
     operation_ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values()]
     assert len(operation_ids) == len(set(operation_ids))
 
@@ -152,8 +153,8 @@ def test_operations_are_exactly_the_route_table() -> None:
 @pytest.mark.parametrize("route", ROUTES, ids=_route_id)
 def test_route_appears_with_its_method(route: Route) -> None:
     spec = _spec()
-    assert route.path in spec["paths"]
-    operation = spec["paths"][route.path][route.method.lower()]
+    assert openapi_path(route.path) in spec["paths"]
+    operation = spec["paths"][openapi_path(route.path)][route.method.lower()]
     assert operation["summary"] == route.summary
     assert operation["tags"] == [route.tag]
     if route.authenticated:
@@ -168,7 +169,7 @@ def test_route_appears_with_its_method(route: Route) -> None:
 def test_request_body_is_the_models_json_schema(route: Route) -> None:
     assert route.body is not None
     spec = _spec()
-    body = spec["paths"][route.path][route.method.lower()]["requestBody"]
+    body = spec["paths"][openapi_path(route.path)][route.method.lower()]["requestBody"]
     assert body["required"] is True
     assert list(body["content"]) == ["application/json"]
     schema = body["content"]["application/json"]["schema"]
@@ -181,14 +182,14 @@ def test_request_body_is_the_models_json_schema(route: Route) -> None:
 
 @pytest.mark.parametrize("route", [r for r in ROUTES if r.body is None], ids=_route_id)
 def test_routes_without_a_body_declare_none(route: Route) -> None:
-    operation = _spec()["paths"][route.path][route.method.lower()]
+    operation = _spec()["paths"][openapi_path(route.path)][route.method.lower()]
     assert "requestBody" not in operation
 
 
 @pytest.mark.parametrize("route", [r for r in ROUTES if r.query is not None], ids=_route_id)
 def test_query_parameters_are_the_models_fields(route: Route) -> None:
     assert route.query is not None
-    operation = _spec()["paths"][route.path][route.method.lower()]
+    operation = _spec()["paths"][openapi_path(route.path)][route.method.lower()]
     model = route.query.model_json_schema()
     assert "$defs" not in model  # parameters inline their schema; a $ref would dangle
     parameters = {p["name"]: p for p in operation["parameters"]}
@@ -203,7 +204,7 @@ def test_query_parameters_are_the_models_fields(route: Route) -> None:
 def test_ok_response_is_the_models_json_schema(route: Route) -> None:
     assert route.response is not None
     spec = _spec()
-    ok = spec["paths"][route.path][route.method.lower()]["responses"]["200"]
+    ok = spec["paths"][openapi_path(route.path)][route.method.lower()]["responses"]["200"]
     assert ok["content"]["application/json"]["schema"] == {
         "$ref": REF.format(model=route.response.__name__)
     }
@@ -216,7 +217,7 @@ def test_ok_response_is_the_models_json_schema(route: Route) -> None:
 @pytest.mark.parametrize("route", ROUTES, ids=_route_id)
 def test_each_listed_error_is_an_error_response(route: Route) -> None:
     spec = _spec()
-    responses = spec["paths"][route.path][route.method.lower()]["responses"]
+    responses = spec["paths"][openapi_path(route.path)][route.method.lower()]["responses"]
     assert set(responses) == {"200", "500", *(str(status) for status in route.errors)}
     for status in (*route.errors, 500):
         response = responses[str(status)]
@@ -274,7 +275,7 @@ async def test_spec_and_service_agree_on_requests_and_responses(base_url: str) -
     assert {route.path for route in body_routes} == set(VALID_BODIES)
     async with aiohttp.ClientSession() as session:
         for route in body_routes:
-            operation = spec["paths"][route.path][route.method.lower()]
+            operation = spec["paths"][openapi_path(route.path)][route.method.lower()]
             request_schema = operation["requestBody"]["content"]["application/json"]["schema"]
             good = VALID_BODIES[route.path]
             bad_bodies = [{**good, "unexpected": 1}, {**good, "sdkappid": 0}]
@@ -421,7 +422,7 @@ async def test_docs_render_every_operation_in_headless_chromium(
         (op.get("method", ""), op.get("path", ""), html.unescape(op.get("summary", "")).strip())
         for op in page.operations
     )
-    expected = sorted((r.method.lower(), r.path, r.summary) for r in ROUTES)
+    expected = sorted((r.method.lower(), openapi_path(r.path), r.summary) for r in ROUTES)
     assert rendered == expected
     external = [url for url in page.urls if not _is_relative(url)]
     assert not external, f"the rendered docs reference outside URLs: {external}"

@@ -50,7 +50,7 @@ async def test_instances_share_tokens_through_redis(
     ).json()
     assert (served["cached"], served["usersig"]) == (True, minted["usersig"])
     ready = await (await second.get("/readyz")).json()
-    assert ready["details"]["cache"] == {"backend": "redis", "up": True}
+    assert ready["details"]["cache"] == {"backend": "redis+l1", "up": True}
 
 
 async def test_an_entry_for_another_user_is_never_served(
@@ -100,14 +100,16 @@ async def test_redis_killed_mid_traffic_fails_no_request(
     headers = deployment.headers()
 
     async def one(n: int) -> int:
+        userid = f"k{n % 50}" if n < 1000 else f"new{n}"  # new userids: misses reach Redis
         r = await client.post(
-            "/v1/usersig", json={"sdkappid": V2_APP, "userid": f"k{n % 50}"}, headers=headers
+            "/v1/usersig", json={"sdkappid": V2_APP, "userid": userid}, headers=headers
         )
         return r.status
 
     statuses = [await one(n) for n in range(100)]
     redis_server.kill()
     statuses += await asyncio.gather(*(one(n) for n in range(100, 400)))
+    statuses += [await one(n) for n in range(1000, 1010)]  # new userids: misses reach Redis
     assert set(statuses) == {200}
     ready = await (await client.get("/readyz")).json()
     assert ready["status"] == "ready" and ready["details"]["cache"]["up"] is False
@@ -143,3 +145,24 @@ async def test_paused_redis_adds_at_most_the_budget(
         "/v1/usersig", json={"sdkappid": V2_APP, "userid": "paused"}, headers=deployment.headers()
     )
     assert r.status == 200 and loop.time() - start < 0.5
+
+
+async def test_eviction_reaches_another_instances_l1(
+    make_client: ClientFactory, redis_config: Path, deployment: Deployment
+) -> None:
+    """DELETE on one instance: the other instance's in-process cache drops the user too."""
+    first, second = await make_client(redis_config), await make_client(redis_config)
+    headers, body = deployment.headers(), {"sdkappid": V2_APP, "userid": "leaver"}
+    minted = await (await first.post("/v1/usersig", json=body, headers=headers)).json()
+    await asyncio.sleep(0.05)
+    warm = await (await second.post("/v1/usersig", json=body, headers=headers)).json()
+    assert warm["cached"] and warm["usersig"] == minted["usersig"]  # now in second's L1 too
+    await asyncio.sleep(0.2)  # both instances are subscribed to evictions
+    gone = await first.delete(f"/v1/usersig/{V2_APP}/leaver", headers=headers)
+    assert gone.status == 200 and (await gone.json())["evicted"] == 1
+    for _ in range(50):
+        await asyncio.sleep(0.02)
+        after = await (await second.post("/v1/usersig", json=body, headers=headers)).json()
+        if not after["cached"]:
+            break
+    assert after["cached"] is False  # (v2 tokens of the same second are byte-identical)

@@ -73,6 +73,9 @@ class MemoryCache:
 
     async def delete_user(self, sdkappid: int, userid: str) -> int:
         """Drop every entry of one user (logout, ban), whatever its version or lifetime."""
+        return self.drop_user(sdkappid, userid)
+
+    def drop_user(self, sdkappid: int, userid: str) -> int:
         doomed = [k for k in self._data if k[0] == sdkappid and k[4] == userid]
         for key in doomed:
             del self._data[key]

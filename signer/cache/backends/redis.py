@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -90,6 +90,7 @@ class RedisCache:
         self._tasks: set[asyncio.Task[None]] = set()
         self._owner = uuid.uuid4().hex.encode()
         self._lag = LoopLag()
+        self.subscriber: Redis = client
         # Delete the lease only if it is still ours (it may have expired and been re-taken).
         self._release = client.register_script(
             "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
@@ -107,7 +108,13 @@ class RedisCache:
             retry_on_timeout=False,
             health_check_interval=0,
         )
-        return cls(client, timeout=timeout, **kwargs)  # type: ignore[arg-type]
+        cache = cls(client, timeout=timeout, **kwargs)  # type: ignore[arg-type]
+        # Subscriptions wait for messages indefinitely: they get a connection of their own
+        # without the request budget as socket timeout.
+        cache.subscriber = Redis.from_url(
+            url, socket_connect_timeout=max(timeout, 1.0), health_check_interval=30
+        )
+        return cache
 
     def user_key(self, sdkappid: int, userid: str) -> bytes:
         return f"{self.prefix}{sdkappid}:{userid}".encode("utf-8", "surrogatepass")
@@ -151,8 +158,8 @@ class RedisCache:
             async with asyncio.timeout(self.timeout):
                 values = await pipe.execute()
             self.breaker.success()
-        except Exception:  # timeout, connection refused, OOM, anything: it is a miss
-            self._failed()
+        except Exception as error:  # timeout, connection refused, OOM, anything: it is a miss
+            self._failed(error)
             values = [None] * len(batch)
         for (_, future), value in zip(batch, values, strict=True):
             if not future.done():
@@ -202,8 +209,8 @@ class RedisCache:
             async with asyncio.timeout(timeout or self.timeout):
                 await pipe.execute()
             self.breaker.success()
-        except Exception:
-            self._failed()
+        except Exception as error:
+            self._failed(error)
             self.dropped_writes += len(batch)
 
     # -- leases ----------------------------------------------------------------------------
@@ -224,8 +231,8 @@ class RedisCache:
                 )
             self.breaker.success()
             return bool(won)
-        except Exception:
-            self._failed()
+        except Exception as error:
+            self._failed(error)
             return True
 
     async def release_lease(self, key: CacheKey) -> None:
@@ -235,8 +242,47 @@ class RedisCache:
             async with asyncio.timeout(self.timeout):
                 await self._release(keys=[self._lease_key(key)], args=[self._owner])
             self.breaker.success()
-        except Exception:
-            self._failed()  # the lease expires by itself
+        except Exception as error:
+            self._failed(error)  # the lease expires by itself
+
+    # -- eviction broadcast ------------------------------------------------------------------
+
+    @property
+    def eviction_channel(self) -> bytes:
+        return (self.prefix + "evictions").encode()
+
+    async def publish_eviction(self, sdkappid: int, userid: str) -> None:
+        """Tell every instance to drop this user from its in-process cache."""
+        if not self.breaker.allow():
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.client.publish(self.eviction_channel, self.user_key(sdkappid, userid))
+            self.breaker.success()
+        except Exception as error:
+            self._failed(error)
+
+    async def listen_evictions(self, evict: Callable[[int, str], None]) -> None:
+        """Run forever: call ``evict(sdkappid, userid)`` for every broadcast eviction,
+        reconnecting (with a pause) whenever Redis goes away."""
+        prefix = self.prefix.encode()
+        while True:
+            try:
+                async with self.subscriber.pubsub() as pubsub:
+                    await pubsub.subscribe(self.eviction_channel)
+                    async for message in pubsub.listen():
+                        data = message.get("data")
+                        if message.get("type") != "message" or not isinstance(data, bytes):
+                            continue
+                        appid, _, userid = (
+                            data.removeprefix(prefix).decode("utf-8", "replace").partition(":")
+                        )
+                        if appid.isdigit():
+                            evict(int(appid), userid)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await asyncio.sleep(1.0)
 
     # -- the rest --------------------------------------------------------------------------
 
@@ -251,8 +297,8 @@ class RedisCache:
                 deleted = sum(int(n) for n in await pipe.execute())
             self.breaker.success()
             return deleted
-        except Exception:
-            self._failed()
+        except Exception as error:
+            self._failed(error)
             return 0
 
     async def delete_user(self, sdkappid: int, userid: str) -> int:
@@ -264,19 +310,21 @@ class RedisCache:
                 deleted = int(await self.client.delete(self.user_key(sdkappid, userid)))
             self.breaker.success()
             return deleted
-        except Exception:
-            self._failed()
+        except Exception as error:
+            self._failed(error)
             return 0
 
     def healthy(self) -> bool:
         return self.breaker.state is State.CLOSED
 
-    def _failed(self) -> None:
-        """Count a failure against the breaker, unless our own event loop was too busy to
-        read the reply in time (a request burst): that says nothing about Redis."""
+    def _failed(self, error: BaseException | None = None) -> None:
+        """Count a failure against the breaker, unless it is a timeout while our own event
+        loop was too busy to read the reply in time (a request burst): that says nothing
+        about Redis. Refused or broken connections always count."""
         self.errors += 1
-        if self._lag.lag() < self.timeout / 2:
-            self.breaker.failure()
+        if isinstance(error, TimeoutError) and self._lag.lag() >= self.timeout / 2:
+            return
+        self.breaker.failure()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -296,3 +344,6 @@ class RedisCache:
             await asyncio.wait_for(self.flush(), timeout=1.0)
         with contextlib.suppress(Exception):
             await self.client.aclose()
+        if self.subscriber is not self.client:
+            with contextlib.suppress(Exception):
+                await self.subscriber.aclose()

@@ -1,0 +1,79 @@
+"""A small in-process cache (L1) in front of the shared one, for hot keys.
+
+L1 entries live at most ``l1_ttl`` seconds, and an eviction (logout, ban) made on any
+instance reaches every instance's L1 at once through Redis pub/sub. Freshness is still
+checked by the issuer on every read, so L1 can never serve a token below min_remaining.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+from signer.cache.backends.memory import MemoryCache
+from signer.cache.backends.redis import RedisCache
+from signer.cache.base import CachedToken, CacheKey
+
+
+class LayeredCache:
+    def __init__(self, l1: MemoryCache, shared: RedisCache, l1_ttl: int = 5) -> None:
+        self.l1 = l1
+        self.shared = shared
+        self.l1_ttl = l1_ttl
+        self.name = f"{shared.name}+l1"
+        self._listener: asyncio.Task[None] | None = None
+
+    def _listen(self) -> None:
+        if self._listener is None:
+            self._listener = asyncio.ensure_future(self.shared.listen_evictions(self._evict_local))
+
+    def _evict_local(self, sdkappid: int, userid: str) -> None:
+        self.l1.drop_user(sdkappid, userid)
+
+    async def get_many(self, keys: Sequence[CacheKey]) -> list[CachedToken | None]:
+        self._listen()
+        found = await self.l1.get_many(keys)
+        missing = [i for i, entry in enumerate(found) if entry is None]
+        if missing:
+            shared = await self.shared.get_many([keys[i] for i in missing])
+            refill = []
+            for index, entry in zip(missing, shared, strict=True):
+                found[index] = entry
+                if entry is not None:
+                    refill.append((keys[index], entry, self.l1_ttl))
+            await self.l1.set_many(refill)
+        return found
+
+    async def set_many(
+        self, items: Sequence[tuple[CacheKey, CachedToken, int]], wait: bool = False
+    ) -> None:
+        await self.l1.set_many([(k, t, min(ttl, self.l1_ttl)) for k, t, ttl in items])
+        await self.shared.set_many(items, wait=wait)
+
+    async def delete(self, keys: Sequence[CacheKey]) -> int:
+        await self.l1.delete(keys)
+        return await self.shared.delete(keys)
+
+    async def delete_user(self, sdkappid: int, userid: str) -> int:
+        self.l1.drop_user(sdkappid, userid)
+        deleted = await self.shared.delete_user(sdkappid, userid)
+        await self.shared.publish_eviction(sdkappid, userid)
+        return deleted
+
+    async def acquire_lease(self, key: CacheKey, seconds: float) -> bool:
+        return await self.shared.acquire_lease(key, seconds)
+
+    async def release_lease(self, key: CacheKey) -> None:
+        await self.shared.release_lease(key)
+
+    def healthy(self) -> bool:
+        return self.shared.healthy()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        await self.l1.close()
+        await self.shared.close()
