@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
+from signer.cache.backends.cluster import RedisClusterCache
 from signer.cache.backends.layered import LayeredCache
 from signer.cache.backends.memory import MemoryCache
 from signer.cache.backends.redis import RedisCache
@@ -16,7 +17,8 @@ def make_cache(settings: CacheSettings) -> CacheBackend:
     if not settings.url:
         return MemoryCache(settings.max_entries)
     breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s)
-    shared = RedisCache.from_url(
+    backend = RedisClusterCache if "+cluster" in settings.url.partition("://")[0] else RedisCache
+    shared = backend.from_url(
         settings.url,
         timeout=settings.timeout_ms / 1000,
         breaker=breaker,
@@ -32,8 +34,6 @@ def describe(settings: CacheSettings) -> str:
     if not settings.url:
         return f"in-memory (max {settings.max_entries} entries; no [cache] url configured)"
     parts = urlsplit(settings.url)
-    host = parts.hostname or ""
-    netloc = f"{parts.username + '@' if parts.username else ''}{host}"
-    if parts.port:
-        netloc += f":{parts.port}"
+    hosts = parts.netloc.rpartition("@")[2]
+    netloc = f"{parts.username + '@' if parts.username else ''}{hosts}"
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

@@ -123,9 +123,10 @@ class CacheSettings(_Strict):
     @classmethod
     def _known_scheme(cls, url: str) -> str:
         scheme = url.partition("://")[0] if url else ""
-        if url and scheme not in ("redis", "rediss", "unix"):
+        if url and scheme not in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
             raise ValueError(
-                f"unsupported cache url scheme {scheme!r}: use redis://, rediss:// or unix://"
+                f"unsupported cache url scheme {scheme!r}: use redis://, rediss://, unix:// "
+                "or redis+cluster://host:port[,host:port...]"
             )
         return url
 

@@ -24,8 +24,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from signer.cache import codec
 from signer.cache.base import CachedToken, CacheKey

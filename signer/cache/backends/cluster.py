@@ -1,0 +1,62 @@
+"""The Redis Cluster backend: the same store as :mod:`~signer.cache.backends.redis`, with
+keys spread over hash slots.
+
+URL: ``redis+cluster://[user:pass@]host:port[,host:port...]`` (``rediss+cluster://`` for
+TLS); any reachable node is enough to discover the rest. Reads and writes are
+non-transactional cluster pipelines, which redis-py splits per node, so a batch whose
+users live in many slots still costs one round trip per node, not per key. Each user's
+tokens share one hash key, so they always live in one slot. Eviction broadcasts use
+ordinary PUBLISH, which a cluster propagates to every node.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from signer.cache.backends.redis import RedisCache
+
+
+def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """Startup nodes and connection options from a ``redis+cluster://`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis+cluster", "rediss+cluster"):
+        raise ValueError(f"not a cluster URL: {parts.scheme}://")
+    hosts = parts.netloc.rpartition("@")[2]
+    nodes = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":")
+        nodes.append((name or "127.0.0.1", int(port or 6379)))
+    options: dict[str, Any] = {"ssl": parts.scheme == "rediss+cluster"}
+    if parts.username:
+        options["username"] = parts.username
+    if parts.password:
+        options["password"] = parts.password
+    return nodes, options
+
+
+class RedisClusterCache(RedisCache):
+    name = "redis-cluster"
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = 0.05, **kwargs: object) -> RedisClusterCache:
+        nodes, options = parse_cluster_url(url)
+        client = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),  # one retry: room to follow a MOVED redirection
+            health_check_interval=0,
+            **options,
+        )
+        cache = cls(client, timeout=timeout, **kwargs)  # type: ignore[arg-type]
+        host, port = nodes[0]
+        cache.subscriber = Redis(
+            host=host, port=port, socket_connect_timeout=max(timeout, 1.0), **options
+        )
+        return cache
