@@ -8,6 +8,7 @@ from signer.cache.backends.cluster import RedisClusterCache
 from signer.cache.backends.layered import LayeredCache
 from signer.cache.backends.memory import MemoryCache
 from signer.cache.backends.redis import RedisCache
+from signer.cache.backends.sentinel import RedisSentinelCache
 from signer.cache.base import CacheBackend
 from signer.cache.breaker import CircuitBreaker
 from signer.config.settings import CacheSettings
@@ -17,7 +18,12 @@ def make_cache(settings: CacheSettings) -> CacheBackend:
     if not settings.url:
         return MemoryCache(settings.max_entries)
     breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s)
-    backend = RedisClusterCache if "+cluster" in settings.url.partition("://")[0] else RedisCache
+    scheme = settings.url.partition("://")[0]
+    backend: type[RedisCache] = RedisCache
+    if scheme.endswith("+cluster"):
+        backend = RedisClusterCache
+    elif scheme.endswith("+sentinel"):
+        backend = RedisSentinelCache
     shared = backend.from_url(
         settings.url,
         timeout=settings.timeout_ms / 1000,

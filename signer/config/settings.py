@@ -123,10 +123,12 @@ class CacheSettings(_Strict):
     @classmethod
     def _known_scheme(cls, url: str) -> str:
         scheme = url.partition("://")[0] if url else ""
-        if url and scheme not in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
+        known = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+        if url and scheme not in (*known, "redis+sentinel", "rediss+sentinel"):
             raise ValueError(
-                f"unsupported cache url scheme {scheme!r}: use redis://, rediss://, unix:// "
-                "or redis+cluster://host:port[,host:port...]"
+                f"unsupported cache url scheme {scheme!r}: use redis://, rediss://, unix://, "
+                "redis+cluster://host:port[,host:port...] or "
+                "redis+sentinel://host:port[,host:port...]/<service>"
             )
         return url
 

@@ -141,3 +141,56 @@ class RedisCluster:
 
     def keys_per_node(self) -> list[int]:
         return [int(n.cli("DBSIZE") or 0) for n in self.nodes]
+
+
+class RedisSentinel:
+    """A master and one Sentinel process monitoring it as service ``signer``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.master = RedisServer(directory / "master")
+        self.directory = directory / "sentinel"
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/signer"
+
+    def start(self) -> RedisSentinel:
+        self.master.start()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        conf = self.directory / "sentinel.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.directory}\nprotected-mode no\n"
+            f"sentinel monitor signer 127.0.0.1 {self.master.port} 1\n"
+        )
+        self.process = subprocess.Popen(
+            [self.master.binary, str(conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            reply = subprocess.run(
+                [
+                    "redis-cli",
+                    "-p",
+                    str(self.port),
+                    "SENTINEL",
+                    "get-master-addr-by-name",
+                    "signer",
+                ],
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            if reply[-1:] == [str(self.master.port)]:
+                return self
+            if time.monotonic() > deadline:
+                raise RuntimeError("sentinel did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.master.stop()
