@@ -14,10 +14,14 @@ import time
 from pathlib import Path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(below: int = 65536) -> int:
+    """A free port under ``below`` (cluster nodes also need port + 10000 for their bus)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port < below:
+            return port
 
 
 class RedisServer:
@@ -95,7 +99,9 @@ class RedisCluster:
     ``redis-cli --cluster create``, each stopped by pid."""
 
     def __init__(self, directory: Path, masters: int = 3) -> None:
-        self.nodes = [RedisServer(directory / f"node{i}") for i in range(masters)]
+        self.nodes = [
+            RedisServer(directory / f"node{i}", free_port(below=55000)) for i in range(masters)
+        ]
 
     @property
     def url(self) -> str:
