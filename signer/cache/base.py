@@ -34,8 +34,7 @@ class CacheKey(NamedTuple):
     def text(self) -> str:
         # The userid goes last: it may contain ":", every field before it cannot.
         return (
-            f"usersig:{self.sdkappid}:{self.key_version}:{self.expire}:"
-            f"{self.userbuf_digest or '-'}:{self.userid}"
+            f"{self.sdkappid}:{self.key_version}:{self.expire}:{self.userbuf_digest}:{self.userid}"
         )
 
 
@@ -53,17 +52,19 @@ class CacheBackend(Protocol):
         """Store each token for its TTL in seconds (> 0). Unless ``wait``, the write may
         still be under way when this returns (it is batched with others)."""
 
-    async def acquire_lease(self, key: CacheKey, seconds: float) -> bool:
-        """Claim the right to sign ``key`` for ``seconds``; False if another instance holds
-        it. A store that cannot answer grants it (signing locally is always allowed)."""
+    async def acquire_lease(self, key: CacheKey, seconds: float) -> tuple[bool, CachedToken | None]:
+        """Claim the right to sign ``key`` for ``seconds`` (False if another instance holds
+        it), and read the entry in the same round trip: a token stored since our miss makes
+        signing unnecessary. A store that cannot answer grants the lease."""
 
     async def release_lease(self, key: CacheKey) -> None: ...
 
     async def delete(self, keys: Sequence[CacheKey]) -> int: ...
 
-    async def delete_user(self, sdkappid: int, userid: str) -> int:
-        """Drop every cached token of one user (logout, ban); the number of entries or
-        keys removed."""
+    async def delete_user(self, sdkappid: int, userid: str, known: Sequence[CacheKey] = ()) -> int:
+        """Retire every cached token of one user (logout, ban). ``known`` names variants
+        the caller can compute (a store may need them to free memory at once); the
+        result counts the entries removed that way."""
 
     def healthy(self) -> bool: ...
 

@@ -185,17 +185,20 @@ class TokenIssuer:
             fresh = replacing is None or (entry is not None and entry.usersig != replacing.usersig)
             return entry is not None and fresh and self._usable(entry, key, app)
 
-        if await self.cache.acquire_lease(key, app.lease_seconds):
+        won, entry = await self.cache.acquire_lease(key, app.lease_seconds)
+        if won:
             try:
                 # Double-check: the previous holder may have stored the token and let go
-                # between our miss and our lease.
-                (entry,) = await self.cache.get_many([key])
+                # between our miss and our lease (the entry came back with the lease).
                 if result(entry):
                     assert entry is not None
                     return Issued.from_cache(entry)
                 return await self._sign(app, key, userbuf)
             finally:
                 await self.cache.release_lease(key)
+        if result(entry):
+            assert entry is not None
+            return Issued.from_cache(entry)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + app.lease_wait  # real time, whatever clock tokens use
         while loop.time() < deadline:

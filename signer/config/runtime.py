@@ -49,7 +49,7 @@ class AppRuntime:
         """The key version plus a fingerprint of the key itself, for cache keys: replacing
         a key file without bumping ``version`` must still retire every cached token."""
         digest = hashlib.sha256(b"signer-cache-key\0" + self.signing.material).hexdigest()
-        return f"{self.signing.version}~{digest[:12]}"
+        return f"{self.signing.version}~{digest[:8]}"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from aiohttp.http_exceptions import ContentEncodingError, ContentLengthError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
-from signer.cache import Issued
+from signer.cache import CacheKey, Issued
 from signer.config import AppRuntime, Caller
 from signer.core import (
     UINT32_MAX,
@@ -205,7 +205,9 @@ async def delete_usersig(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid_field", "sdkappid must be a decimal number", "sdkappid")
     app = _app_for(request, int(raw))
     userid = request.match_info["userid"]
-    evicted = await state.cache.delete_user(app.sdkappid, userid)
+    policy = state.policy(app)
+    known = [CacheKey(app.sdkappid, policy.key_version, app.settings.default_expire, "", userid)]
+    evicted = await state.cache.delete_user(app.sdkappid, userid, known)
     return json_response({"sdkappid": app.sdkappid, "userid": userid, "evicted": evicted})
 
 

@@ -51,11 +51,12 @@ async def test_batch_across_slots_reads_back_in_order(
 async def test_delete_user_and_leases_work_across_slots(cluster_cache: RedisClusterCache) -> None:
     key, token, ttl = item("someone")
     await cluster_cache.set_many([(key, token, ttl)], wait=True)
-    assert await cluster_cache.acquire_lease(key, 1.0) is True
-    assert await cluster_cache.acquire_lease(key, 1.0) is False
+    assert await cluster_cache.acquire_lease(key, 1.0) == (True, token)
+    assert (await cluster_cache.acquire_lease(key, 1.0))[0] is False
     await cluster_cache.release_lease(key)
-    assert await cluster_cache.acquire_lease(key, 1.0) is True
-    assert await cluster_cache.delete_user(key.sdkappid, "someone") == 1
+    await cluster_cache.flush()
+    assert (await cluster_cache.acquire_lease(key, 1.0))[0] is True
+    assert await cluster_cache.delete_user(key.sdkappid, "someone", known=[key]) == 1
     assert await cluster_cache.get_many([key]) == [None]
 
 

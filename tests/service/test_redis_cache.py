@@ -68,14 +68,15 @@ async def test_an_entry_for_another_user_is_never_served(
         )
     ).json()
     await asyncio.sleep(0.05)
-    mallory_hash = f"signer:{V2_APP}:mallory"
-    field = redis_server.cli("HKEYS", mallory_hash).splitlines()[0]
+    mallory_key = next(k for k in redis_server.cli("KEYS", "*").splitlines() if ":mallory}" in k)
     forged = CachedToken(
         mallory["usersig"], "mallory", V2_APP, mallory["issued_at"], mallory["expires_at"], "1"
     )
     import redis
 
-    redis.Redis(port=redis_server.port).hset(f"signer:{V2_APP}:alice", field, codec.encode(forged))
+    redis.Redis(port=redis_server.port).set(
+        mallory_key.replace(":mallory}", ":alice}"), codec.encode(forged)
+    )
     alice = await (
         await client.post(
             "/v1/usersig", json={"sdkappid": V2_APP, "userid": "alice"}, headers=headers

@@ -2,11 +2,11 @@
 keys spread over hash slots.
 
 URL: ``redis+cluster://[user:pass@]host:port[,host:port...]`` (``rediss+cluster://`` for
-TLS); any reachable node is enough to discover the rest. Reads and writes are
-non-transactional cluster pipelines, which redis-py splits per node, so a batch whose
-users live in many slots still costs one round trip per node, not per key. Each user's
-tokens share one hash key, so they always live in one slot. Eviction broadcasts use
-ordinary PUBLISH, which a cluster propagates to every node.
+TLS); any reachable node is enough to discover the rest. Reads are MGETs split
+per slot by redis-py and writes are non-transactional cluster pipelines split per node, so
+a batch whose users live in many slots costs a round trip per node, not per key. Each
+user's keys share the hash tag ``{sdkappid:userid}``, so they always live in one slot.
+Eviction broadcasts use ordinary PUBLISH, which a cluster propagates to every node.
 """
 
 from __future__ import annotations
@@ -42,6 +42,11 @@ def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
 
 class RedisClusterCache(RedisCache):
     name = "redis-cluster"
+
+    async def _mget_call(self, keys: list[bytes]) -> list[Any]:
+        # Users live in many slots: redis-py splits this into one MGET per slot group.
+        client: Any = self.client
+        return list(await client.mget_nonatomic(keys))
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 0.05, **kwargs: object) -> RedisClusterCache:

@@ -55,13 +55,13 @@ class LayeredCache:
         await self.l1.delete(keys)
         return await self.shared.delete(keys)
 
-    async def delete_user(self, sdkappid: int, userid: str) -> int:
+    async def delete_user(self, sdkappid: int, userid: str, known: Sequence[CacheKey] = ()) -> int:
         self.l1.drop_user(sdkappid, userid)
-        deleted = await self.shared.delete_user(sdkappid, userid)
+        deleted = await self.shared.delete_user(sdkappid, userid, known)
         await self.shared.publish_eviction(sdkappid, userid)
         return deleted
 
-    async def acquire_lease(self, key: CacheKey, seconds: float) -> bool:
+    async def acquire_lease(self, key: CacheKey, seconds: float) -> tuple[bool, CachedToken | None]:
         return await self.shared.acquire_lease(key, seconds)
 
     async def release_lease(self, key: CacheKey) -> None:

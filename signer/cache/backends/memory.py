@@ -62,8 +62,9 @@ class MemoryCache:
         while len(self._data) > self.max_entries:
             self._data.popitem(last=False)
 
-    async def acquire_lease(self, key: CacheKey, seconds: float) -> bool:
-        return True  # one process: its single-flight table already gives one signature
+    async def acquire_lease(self, key: CacheKey, seconds: float) -> tuple[bool, CachedToken | None]:
+        # One process: its single-flight table already gives one signature.
+        return True, (await self.get_many([key]))[0]
 
     async def release_lease(self, key: CacheKey) -> None:
         return None
@@ -71,7 +72,7 @@ class MemoryCache:
     async def delete(self, keys: Sequence[CacheKey]) -> int:
         return sum(self._data.pop(tuple(key), None) is not None for key in keys)
 
-    async def delete_user(self, sdkappid: int, userid: str) -> int:
+    async def delete_user(self, sdkappid: int, userid: str, known: Sequence[CacheKey] = ()) -> int:
         """Drop every entry of one user (logout, ban), whatever its version or lifetime."""
         return self.drop_user(sdkappid, userid)
 

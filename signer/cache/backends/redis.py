@@ -6,19 +6,21 @@ milliseconds and goes through a circuit breaker, and a failure of any kind is a 
 reads) or a dropped write, never an error for the request. redis-py's own defaults
 (seconds-long socket timeouts, several retries) are replaced so no request waits on them.
 
-Layout: one hash per user, ``<prefix><sdkappid>:<userid>``, with a field per token
-variant ``<key version>:<expire>:<userbuf digest>``, so a logout or ban removes every token
-of the user with one DEL. The hash expires with its longest-lived field (``PEXPIRE NX``
-then ``PEXPIRE GT``); a field that outlives its token is filtered on read by its
-``expires_at``. Reads from concurrent requests are coalesced into one pipeline of HGETs
-per event-loop iteration and writes into one pipeline, so a cache hit does not cost a
-round trip of its own. Writes are not awaited by the request that made them.
+Layout: one string key per token variant, ``<prefix>{<sdkappid>:<userid>}:<key version>:
+<expire>:<userbuf digest>``, holding the compact codec bytes, with a PX expiry. Reads from
+concurrent requests are coalesced into one MGET per event-loop iteration and writes into
+one pipeline of ``SET ... PX``: a cache hit does not cost a round trip of its own, and
+MGET's one reply array parses far faster than a pipeline of separate replies. A logout or
+ban (``delete_user``) deletes the keys it knows and leaves a revocation marker
+``<prefix>rev:{<sdkappid>:<userid>}`` (read in the same MGET) that retires every other
+variant issued before it. Writes are not awaited by the request that made them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -34,29 +36,36 @@ from signer.cache.breaker import CircuitBreaker, State
 MAX_KEYS_PER_CALL = 512
 MAX_PENDING_WRITES = 50_000
 LEASE_TIMEOUT = 0.5
+REVOCATION_TTL_MS = 400 * 86400 * 1000  # longer than any token this service caches
+WRITE_TIMEOUT = 1.0  # background writes are on no request's path: big pipelines may take time
 
 
 class LoopLag:
-    """How late the event loop runs its callbacks, sampled by a 10 ms heartbeat that starts
-    with the first call and stops when the loop closes."""
+    """How late the event loop runs its callbacks: a 10 ms heartbeat that starts with the
+    first question. A heartbeat that is overdue right now counts too, so a loop blocked by
+    a large batch is recognised while it is still blocked."""
 
     INTERVAL = 0.01
 
     def __init__(self) -> None:
         self._lag = 0.0
+        self._due = 0.0
         self._handle: asyncio.TimerHandle | None = None
 
     def lag(self) -> float:
+        loop = asyncio.get_running_loop()
         if self._handle is None:
-            loop = asyncio.get_running_loop()
-            self._handle = loop.call_later(self.INTERVAL, self._beat, loop, loop.time())
-        return self._lag
+            self._schedule(loop, loop.time())
+        return max(self._lag, loop.time() - self._due)
 
-    def _beat(self, loop: asyncio.AbstractEventLoop, scheduled: float) -> None:
+    def _schedule(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
+        self._due = now + self.INTERVAL
+        self._handle = loop.call_at(self._due, self._beat, loop)
+
+    def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
         now = loop.time()
-        late = now - scheduled - self.INTERVAL
-        self._lag = max(late, self._lag * 0.5)  # decays once the burst has passed
-        self._handle = loop.call_later(self.INTERVAL, self._beat, loop, now)
+        self._lag = max(now - self._due, self._lag * 0.5)  # decays once the burst is over
+        self._schedule(loop, now)
 
     def stop(self) -> None:
         if self._handle is not None:
@@ -83,8 +92,8 @@ class RedisCache:
         self.prefix = prefix
         self.errors = 0
         self.dropped_writes = 0
-        self._reads: list[tuple[tuple[bytes, bytes], asyncio.Future[bytes | None]]] = []
-        self._writes: list[tuple[tuple[bytes, bytes], bytes, int]] = []
+        self._reads: list[tuple[tuple[bytes, bytes], asyncio.Future[CachedToken | None]]] = []
+        self._writes: list[tuple[bytes, bytes, int]] = []
         self._read_scheduled = False
         self._write_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -116,13 +125,33 @@ class RedisCache:
         )
         return cache
 
+    # Keys of one user share the hash tag {sdkappid:userid}: in a cluster, a token and its
+    # user's revocation marker live in one slot and can be read together.
+
+    def key(self, key: CacheKey) -> bytes:
+        text = (
+            f"{self.prefix}{{{key.sdkappid}:{key.userid}}}:"
+            f"{key.key_version}:{key.expire}:{key.userbuf_digest}"
+        )
+        return text.encode("utf-8", "surrogatepass")
+
+    def revocation_key(self, sdkappid: int, userid: str) -> bytes:
+        return f"{self.prefix}rev:{{{sdkappid}:{userid}}}".encode("utf-8", "surrogatepass")
+
+    async def _mget_call(self, keys: list[bytes]) -> list[Any]:
+        return list(await self.client.mget(keys))
+
     def user_key(self, sdkappid: int, userid: str) -> bytes:
+        """What an eviction broadcast names: the user, not a token."""
         return f"{self.prefix}{sdkappid}:{userid}".encode("utf-8", "surrogatepass")
 
-    def location(self, key: CacheKey) -> tuple[bytes, bytes]:
-        """(hash key, field) of a token variant."""
-        field = f"{key.key_version}:{key.expire}:{key.userbuf_digest}".encode()
-        return self.user_key(key.sdkappid, key.userid), field
+    @staticmethod
+    def _entry(value: object, revoked: object) -> CachedToken | None:
+        entry = codec.decode(value) if isinstance(value, bytes) else None
+        revoked_at = int(revoked) if isinstance(revoked, bytes) and revoked.isdigit() else -1
+        if entry is not None and entry.issued_at * 1000 <= revoked_at:
+            return None  # issued before the user's last logout or ban
+        return entry
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -130,40 +159,37 @@ class RedisCache:
         if not keys or not self.breaker.allow():
             return [None] * len(keys)
         loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[bytes | None]] = []
+        futures: list[asyncio.Future[CachedToken | None]] = []
         for key in keys:
-            future: asyncio.Future[bytes | None] = loop.create_future()
-            self._reads.append((self.location(key), future))
+            future: asyncio.Future[CachedToken | None] = loop.create_future()
+            pair = (self.key(key), self.revocation_key(key.sdkappid, key.userid))
+            self._reads.append((pair, future))
             futures.append(future)
         if not self._read_scheduled:
             self._read_scheduled = True
             loop.call_soon(self._flush_reads)
-        values = await asyncio.gather(*futures)
-        return [None if value is None else codec.decode(value) for value in values]
+        return list(await asyncio.gather(*futures))
 
     def _flush_reads(self) -> None:
         self._read_scheduled = False
         pending, self._reads = self._reads, []
         for start in range(0, len(pending), MAX_KEYS_PER_CALL):
-            self._spawn(self._read(pending[start : start + MAX_KEYS_PER_CALL]))
+            self._spawn(self._mget(pending[start : start + MAX_KEYS_PER_CALL]))
 
-    async def _read(
-        self, batch: list[tuple[tuple[bytes, bytes], asyncio.Future[bytes | None]]]
+    async def _mget(
+        self, batch: list[tuple[tuple[bytes, bytes], asyncio.Future[CachedToken | None]]]
     ) -> None:
         values: list[Any]
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for (name, field), _ in batch:
-                pipe.hget(name, field)
             async with asyncio.timeout(self.timeout):
-                values = await pipe.execute()
+                values = await self._mget_call([key for pair, _ in batch for key in pair])
             self.breaker.success()
         except Exception as error:  # timeout, connection refused, OOM, anything: it is a miss
             self._failed(error)
-            values = [None] * len(batch)
-        for (_, future), value in zip(batch, values, strict=True):
+            values = [None] * (2 * len(batch))
+        for index, (_, future) in enumerate(batch):
             if not future.done():
-                future.set_result(value if isinstance(value, bytes) else None)
+                future.set_result(self._entry(values[2 * index], values[2 * index + 1]))
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -172,18 +198,14 @@ class RedisCache:
     ) -> None:
         if not items or self.breaker.state is State.OPEN:
             return
+        encoded = [(self.key(k), codec.encode(t), ttl * 1000) for k, t, ttl in items if ttl > 0]
         if wait:
-            batch = [
-                (self.location(k), codec.encode(t), ttl * 1000) for k, t, ttl in items if ttl > 0
-            ]
-            await self._pipeline_set(batch, max(self.timeout, LEASE_TIMEOUT))
+            await self._pipeline_set(encoded, max(self.timeout, LEASE_TIMEOUT))
             return
-        if len(self._writes) + len(items) > MAX_PENDING_WRITES:
-            self.dropped_writes += len(items)
+        if len(self._writes) + len(encoded) > MAX_PENDING_WRITES:
+            self.dropped_writes += len(encoded)
             return
-        for key, token, ttl in items:
-            if ttl > 0:
-                self._writes.append((self.location(key), codec.encode(token), ttl * 1000))
+        self._writes.extend(encoded)
         if not self._write_scheduled:
             self._write_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_writes)
@@ -192,20 +214,19 @@ class RedisCache:
         self._write_scheduled = False
         pending, self._writes = self._writes, []
         for start in range(0, len(pending), MAX_KEYS_PER_CALL):
-            self._spawn(self._pipeline_set(pending[start : start + MAX_KEYS_PER_CALL]))
+            batch = pending[start : start + MAX_KEYS_PER_CALL]
+            self._spawn(self._pipeline_set(batch, max(self.timeout, WRITE_TIMEOUT)))
 
     async def _pipeline_set(
-        self, batch: list[tuple[tuple[bytes, bytes], bytes, int]], timeout: float | None = None
+        self, batch: list[tuple[bytes, bytes, int]], timeout: float | None = None
     ) -> None:
         if not self.breaker.allow():
             self.dropped_writes += len(batch)
             return
         try:
             pipe = self.client.pipeline(transaction=False)
-            for (name, field), value, ttl_ms in batch:
-                pipe.hset(name, field, value)
-                pipe.pexpire(name, ttl_ms, nx=True)
-                pipe.pexpire(name, ttl_ms, gt=True)
+            for key, value, ttl_ms in batch:
+                pipe.set(key, value, px=ttl_ms)
             async with asyncio.timeout(timeout or self.timeout):
                 await pipe.execute()
             self.breaker.success()
@@ -218,28 +239,34 @@ class RedisCache:
     def _lease_key(self, key: CacheKey) -> bytes:
         return (self.prefix + "lease:" + key.text()).encode("utf-8", "surrogatepass")
 
-    async def acquire_lease(self, key: CacheKey, seconds: float) -> bool:
+    async def acquire_lease(self, key: CacheKey, seconds: float) -> tuple[bool, CachedToken | None]:
+        """Try for the lease and read the entry in the same round trip."""
         if not self.breaker.allow():
-            return True
+            return True, None
         try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(self._lease_key(key), self._owner, nx=True, px=max(1, int(seconds * 1000)))
+            pipe.get(self.key(key))
+            pipe.get(self.revocation_key(key.sdkappid, key.userid))
             # A lease is asked for on a miss, when signing (milliseconds) follows anyway; a
             # longer budget here keeps a busy event loop from mistaking its own backlog
             # for a slow Redis and signing twice.
             async with asyncio.timeout(max(self.timeout, LEASE_TIMEOUT)):
-                won = await self.client.set(
-                    self._lease_key(key), self._owner, nx=True, px=max(1, int(seconds * 1000))
-                )
+                won, value, revoked = await pipe.execute()
             self.breaker.success()
-            return bool(won)
         except Exception as error:
             self._failed(error)
-            return True
+            return True, None
+        return bool(won), self._entry(value, revoked)
 
     async def release_lease(self, key: CacheKey) -> None:
-        if not self.breaker.allow():
-            return
+        """Let go of the lease in the background (it also expires by itself)."""
+        if self.breaker.allow():
+            self._spawn(self._release_now(key))
+
+    async def _release_now(self, key: CacheKey) -> None:
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(max(self.timeout, LEASE_TIMEOUT)):
                 await self._release(keys=[self._lease_key(key)], args=[self._owner])
             self.breaker.success()
         except Exception as error:
@@ -290,26 +317,29 @@ class RedisCache:
         if not keys or not self.breaker.allow():
             return 0
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for key in keys:
-                pipe.hdel(*self.location(key))
             async with asyncio.timeout(self.timeout):
-                deleted = sum(int(n) for n in await pipe.execute())
+                deleted = int(await self.client.delete(*[self.key(k) for k in keys]))
             self.breaker.success()
             return deleted
         except Exception as error:
             self._failed(error)
             return 0
 
-    async def delete_user(self, sdkappid: int, userid: str) -> int:
-        """Every cached token of one user, whatever its key version, lifetime or userbuf."""
+    async def delete_user(self, sdkappid: int, userid: str, known: Sequence[CacheKey] = ()) -> int:
+        """Retire every cached token of one user: delete the ``known`` variants now and
+        leave a revocation marker, read with every lookup, for all the others."""
         if not self.breaker.allow():
             return 0
         try:
-            async with asyncio.timeout(self.timeout):
-                deleted = int(await self.client.delete(self.user_key(sdkappid, userid)))
+            pipe = self.client.pipeline(transaction=False)
+            now_ms = int(time.time() * 1000)
+            pipe.set(self.revocation_key(sdkappid, userid), now_ms, px=REVOCATION_TTL_MS)
+            if known:
+                pipe.delete(*[self.key(k) for k in known])
+            async with asyncio.timeout(max(self.timeout, LEASE_TIMEOUT)):
+                replies = await pipe.execute()
             self.breaker.success()
-            return deleted
+            return int(replies[1]) if known else 0
         except Exception as error:
             self._failed(error)
             return 0
