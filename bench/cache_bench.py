@@ -81,7 +81,7 @@ async def fill_memory(redis_url: str, count: int) -> float:
             tokens = await engine.sign_many(requests)
             items = []
             for token in tokens:
-                key = CacheKey(1400000001, "1~0123456789ab", 15552000, "", token.userid)  # type: ignore[union-attr]
+                key = CacheKey(1400000001, "1~01234567", 15552000, "", token.userid)  # type: ignore[union-attr]
                 entry = CachedToken(
                     token.usersig,
                     token.userid,
@@ -93,9 +93,11 @@ async def fill_memory(redis_url: str, count: int) -> float:
                 items.append((key, entry, 15552000 - 3600))
             await cache.set_many(items, wait=True)
     after = int((await cache.client.info("memory"))["used_memory"])
-    sample = await cache.client.memory_usage(cache.user_key(1400000001, "user_12345"))
+    sample = await cache.client.memory_usage(
+        cache.key(CacheKey(1400000001, "1~01234567", 15552000, "", "user_12345"))
+    )
     await cache.close()
-    print(f"  MEMORY USAGE of one user's hash: {sample} bytes")
+    print(f"  MEMORY USAGE of one cached token: {sample} bytes")
     return (after - before) / count
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from signer.core import (
     V2Signer,
     generate_private_key,
 )
+from tests.cache.redis_server import RedisServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ISSUED_AT = 1_700_000_000
@@ -45,3 +47,13 @@ def v1_signer(ec_key: EcPrivateKey) -> V1Signer:
 @pytest.fixture
 def v2_signer(secret: HmacSecret) -> V2Signer:
     return V2Signer(SDKAPPID, secret)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server of this test's own, on a free port, stopped by pid afterwards."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
