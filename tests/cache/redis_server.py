@@ -63,6 +63,7 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while self.cli("PING") != "PONG":
             if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"redis-server on port {self.port} did not start")
             time.sleep(0.02)
         return self
@@ -108,6 +109,13 @@ class RedisCluster:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
     def start(self) -> RedisCluster:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # never leave half a cluster running
+            raise
+
+    def _start(self) -> RedisCluster:
         for node in self.nodes:
             node.start(
                 [
