@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from signer.core import IssuedToken
+
 
 @dataclass(frozen=True, slots=True)
 class CachedToken:
@@ -20,6 +22,17 @@ class CachedToken:
     issued_at: int
     expires_at: int
     key_version: str
+
+    @classmethod
+    def of(cls, token: IssuedToken) -> CachedToken:
+        return cls(
+            token.usersig,
+            token.userid,
+            token.sdkappid,
+            token.issued_at,
+            token.expires_at,
+            token.key_version,
+        )
 
 
 class CacheKey(NamedTuple):

@@ -255,14 +255,7 @@ class TokenIssuer:
         for key, token in tokens:
             ttl = self._ttl(token, app)
             if ttl > 0:
-                entry = CachedToken(
-                    token.usersig,
-                    token.userid,
-                    token.sdkappid,
-                    token.issued_at,
-                    token.expires_at,
-                    token.key_version,
-                )
+                entry = CachedToken.of(token)
                 items.append((key, entry, ttl))
         if items:
             await self.cache.set_many(items, wait=wait)
