@@ -40,6 +40,9 @@ REVOCATION_TTL_MS = 400 * 86400 * 1000  # longer than any token this service cac
 WRITE_TIMEOUT = 1.0  # background writes are on no request's path: big pipelines may take time
 
 
+_Read = tuple[tuple[bytes, bytes], CacheKey, "asyncio.Future[CachedToken | None]"]
+
+
 class LoopLag:
     """How late the event loop runs its callbacks: a 10 ms heartbeat that starts with the
     first question. A heartbeat that is overdue right now counts too, so a loop blocked by
@@ -92,7 +95,7 @@ class RedisCache:
         self.prefix = prefix
         self.errors = 0
         self.dropped_writes = 0
-        self._reads: list[tuple[tuple[bytes, bytes], asyncio.Future[CachedToken | None]]] = []
+        self._reads: list[_Read] = []
         self._writes: list[tuple[bytes, bytes, int]] = []
         self._read_scheduled = False
         self._write_scheduled = False
@@ -146,8 +149,10 @@ class RedisCache:
         return f"{self.prefix}{sdkappid}:{userid}".encode("utf-8", "surrogatepass")
 
     @staticmethod
-    def _entry(value: object, revoked: object) -> CachedToken | None:
-        entry = codec.decode(value) if isinstance(value, bytes) else None
+    def _entry(value: object, revoked: object, key: CacheKey) -> CachedToken | None:
+        # The display version is the cache version without its key fingerprint.
+        version = key.key_version.partition("~")[0]
+        entry = codec.decode(value, version) if isinstance(value, bytes) else None
         revoked_at = int(revoked) if isinstance(revoked, bytes) and revoked.isdigit() else -1
         if entry is not None and entry.issued_at * 1000 <= revoked_at:
             return None  # issued before the user's last logout or ban
@@ -163,7 +168,7 @@ class RedisCache:
         for key in keys:
             future: asyncio.Future[CachedToken | None] = loop.create_future()
             pair = (self.key(key), self.revocation_key(key.sdkappid, key.userid))
-            self._reads.append((pair, future))
+            self._reads.append((pair, key, future))
             futures.append(future)
         if not self._read_scheduled:
             self._read_scheduled = True
@@ -176,20 +181,18 @@ class RedisCache:
         for start in range(0, len(pending), MAX_KEYS_PER_CALL):
             self._spawn(self._mget(pending[start : start + MAX_KEYS_PER_CALL]))
 
-    async def _mget(
-        self, batch: list[tuple[tuple[bytes, bytes], asyncio.Future[CachedToken | None]]]
-    ) -> None:
+    async def _mget(self, batch: list[_Read]) -> None:
         values: list[Any]
         try:
             async with asyncio.timeout(self.timeout):
-                values = await self._mget_call([key for pair, _ in batch for key in pair])
+                values = await self._mget_call([name for pair, _, _ in batch for name in pair])
             self.breaker.success()
         except Exception as error:  # timeout, connection refused, OOM, anything: it is a miss
             self._failed(error)
             values = [None] * (2 * len(batch))
-        for index, (_, future) in enumerate(batch):
+        for index, (_, key, future) in enumerate(batch):
             if not future.done():
-                future.set_result(self._entry(values[2 * index], values[2 * index + 1]))
+                future.set_result(self._entry(values[2 * index], values[2 * index + 1], key))
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -257,7 +260,7 @@ class RedisCache:
         except Exception as error:
             self._failed(error)
             return True, None
-        return bool(won), self._entry(value, revoked)
+        return bool(won), self._entry(value, revoked, key)
 
     async def release_lease(self, key: CacheKey) -> None:
         """Let go of the lease in the background (it also expires by itself)."""
