@@ -100,17 +100,19 @@ class TokenIssuer:
         return CacheKey(app.sdkappid, app.key_version, expire, digest, userid)
 
     def _usable(self, entry: CachedToken | None, key: CacheKey, app: AppPolicy) -> bool:
+        """Whether ``entry`` may be served for ``key``; counts the request's lookup."""
+        verdict = self._verdict(entry, key, app)
+        self.lookups[verdict] += 1
+        return verdict == "hit"
+
+    def _verdict(self, entry: CachedToken | None, key: CacheKey, app: AppPolicy) -> str:
         if entry is None:
-            self.lookups["miss"] += 1
-            return False
+            return "miss"
         if entry.userid != key.userid or entry.sdkappid != key.sdkappid:
-            self.lookups["mismatch"] += 1  # never serve another user's token
-            return False
+            return "mismatch"  # never serve another user's token
         if entry.expires_at - self._clock() < app.min_remaining:
-            self.lookups["stale"] += 1
-            return False
-        self.lookups["hit"] += 1
-        return True
+            return "stale"
+        return "hit"
 
     def _due_for_refresh(self, entry: CachedToken, app: AppPolicy) -> bool:
         threshold = app.refresh_ahead * (1 - app.refresh_jitter * self._rng())
@@ -183,7 +185,8 @@ class TokenIssuer:
 
         def result(entry: CachedToken | None) -> bool:
             fresh = replacing is None or (entry is not None and entry.usersig != replacing.usersig)
-            return entry is not None and fresh and self._usable(entry, key, app)
+            # A re-read while signing is not a lookup of its own: it is not counted.
+            return entry is not None and fresh and self._verdict(entry, key, app) == "hit"
 
         won, entry = await self.cache.acquire_lease(key, app.lease_seconds)
         if won:
