@@ -8,14 +8,14 @@ another's reply) must never give one user another user's token.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from signer.core import IssuedToken
 
 
-@dataclass(frozen=True, slots=True)
-class CachedToken:
+class CachedToken(NamedTuple):
+    """A token as the cache keeps it (a tuple: a warm batch builds thousands of these)."""
+
     usersig: str
     userid: str
     sdkappid: int
@@ -56,6 +56,9 @@ class CacheBackend(Protocol):
     that cannot answer returns misses and drops writes, and says so in ``healthy``."""
 
     name: str
+    process_local: bool
+    """True when no other process sees this store: the issuer's single-flight table is
+    then all the lease there is, and it skips the store's lease round trips."""
 
     async def get_many(self, keys: Sequence[CacheKey]) -> list[CachedToken | None]: ...
 

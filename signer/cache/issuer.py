@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from signer.cache.base import CacheBackend, CachedToken, CacheKey
 from signer.core import IssuedToken, SignerError
@@ -28,9 +29,8 @@ from signer.engine import Engine, SignRequest
 LEASE_POLL_SECONDS = 0.01
 
 
-@dataclass(frozen=True, slots=True)
-class Issued:
-    """What a token endpoint returns."""
+class Issued(NamedTuple):
+    """What a token endpoint returns: a cache entry's fields, then whether it was cached."""
 
     usersig: str
     userid: str
@@ -42,15 +42,7 @@ class Issued:
 
     @classmethod
     def from_cache(cls, entry: CachedToken) -> Issued:
-        return cls(
-            entry.usersig,
-            entry.userid,
-            entry.sdkappid,
-            entry.issued_at,
-            entry.expires_at,
-            entry.key_version,
-            True,
-        )
+        return cls(*entry, True)
 
     @classmethod
     def from_token(cls, token: IssuedToken) -> Issued:
@@ -59,7 +51,7 @@ class Issued:
             token.userid,
             token.sdkappid,
             token.issued_at,
-            token.expires_at,
+            token.issued_at + token.expire,
             token.key_version,
             False,
         )
@@ -188,6 +180,8 @@ class TokenIssuer:
             # A re-read while signing is not a lookup of its own: it is not counted.
             return entry is not None and fresh and self._verdict(entry, key, app) == "hit"
 
+        if self.cache.process_local:  # nobody else signs for this store: no lease needed
+            return await self._sign(app, key, userbuf)
         won, entry = await self.cache.acquire_lease(key, app.lease_seconds)
         if won:
             try:

@@ -7,6 +7,7 @@ a SIGHUP reload, and reported as ``field: problem`` lines through :class:`Config
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ class AppRuntime:
     def key_version(self) -> str:
         return self.signing.version
 
-    @property
+    @functools.cached_property
     def cache_version(self) -> str:
         """The key version plus a fingerprint of the key itself, for cache keys: replacing
         a key file without bumping ``version`` must still retire every cached token."""

@@ -8,8 +8,7 @@ the same values that go into the JSON, so the two can never disagree.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from signer.core.envelope import b64encode, pack
 from signer.core.errors import InvalidArgument
@@ -20,9 +19,12 @@ from signer.core.policy import DEFAULT_POLICY, UserIdPolicy
 V1_VERSION_STAMP = "201803230000"
 
 
-@dataclass(frozen=True, slots=True)
-class IssuedToken:
-    """A freshly signed UserSig and the facts a caller needs to cache or hand it out."""
+class IssuedToken(NamedTuple):
+    """A freshly signed UserSig and the facts a caller needs to cache or hand it out.
+
+    ``key_version`` labels the key that signed, when the caller keeps several (rotation).
+    A named tuple, not a dataclass: the service builds one per token, thousands per batch,
+    and a tuple is several times cheaper to make."""
 
     usersig: str
     userid: str
@@ -31,7 +33,6 @@ class IssuedToken:
     expire: int
     version: Literal[1, 2]
     key_version: str = ""
-    """Label of the key that signed, when the caller keeps several (rotation); else ""."""
 
     @property
     def expires_at(self) -> int:

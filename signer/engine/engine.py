@@ -2,10 +2,11 @@
 
 One ``run_in_executor`` round trip costs about five P-256 signatures, so requests that
 arrive together are coalesced. A request that finds a worker idle leaves at once (no added
-latency at low load); otherwise a batch leaves when it reaches ``max_batch`` items, when its
-oldest item has waited ``max_delay``, or when a batch in flight comes back, whichever comes
-first. At most two batches per worker are in flight, so under load items gather into
-larger batches on their own.
+latency at low load), and a backlog is spread over the idle workers in large batches. While
+every worker is busy, requests gather until a batch comes back (its worker takes all that
+waits), or until they fill ``max_batch`` or have waited ``max_delay``, when they queue
+behind a worker's current batch so it never idles between two. Under load, batches grow
+on their own: each round trip costs the loop and the worker ~0.1-0.4 ms.
 v2 (HMAC) tokens cost ~12 µs of CPU, less than the round trip, and are signed inline on
 the event loop when few arrive at once.
 
@@ -30,6 +31,9 @@ from signer.engine.requests import Signers, SignRequest, WireResult, from_wire, 
 from signer.engine.stats import EngineStats
 
 Outcome = IssuedToken | SignerError
+BACKLOG_BATCH_FACTOR = 8
+"""A backlog (a large ``sign_many``) goes to idle workers in batches of up to this many
+times ``max_batch``: each round trip costs the event loop and the worker ~0.1-0.4 ms."""
 
 
 class _Waiter:
@@ -175,16 +179,25 @@ class Engine:
         return rendered
 
     def _dispatch(self, timer_fired: bool) -> None:
-        max_batch = self.settings.max_batch
-        limit = self.settings.workers * self.settings.in_flight_per_worker
+        settings = self.settings
+        limit = settings.workers * settings.in_flight_per_worker
         while self._pending and self._in_flight < limit:
             waiting = len(self._pending)
-            idle_worker = self._in_flight < self.settings.workers
-            if waiting < max_batch and not (timer_fired or idle_worker):
+            idle_workers = settings.workers - self._in_flight
+            if idle_workers > 0:
+                # Everything waiting leaves now, spread over the idle workers; a backlog
+                # larger than one batch each goes in bigger batches (fewer round trips).
+                cap = settings.max_batch
+                if waiting > settings.max_batch * idle_workers:
+                    cap *= BACKLOG_BATCH_FACTOR
+                size = min(cap, -(-waiting // idle_workers))
+            elif waiting >= settings.max_batch or timer_fired:
+                # Every worker is busy: a second batch queues behind a worker's current
+                # one only when it is full, or has waited max_delay, so that under load
+                # requests gather into few large batches instead of many small ones.
+                size = min(settings.max_batch, waiting)
+            else:
                 break
-            # Spread what is waiting over the free slots rather than filling one batch:
-            # 64 requests and 4 slots make 4 batches of 16 that both workers start at once.
-            size = min(max_batch, -(-waiting // (limit - self._in_flight)))
             batch = self._pending[:size]
             del self._pending[:size]
             self._in_flight += 1
@@ -221,7 +234,7 @@ class Engine:
         for (request, waiter, index), result in zip(batch, results, strict=True):
             waiter.deliver(index, self._finish(from_wire(request, result), False))
         if self._pending:
-            self._dispatch(timer_fired=True)
+            self._dispatch(timer_fired=False)
 
     def _finish(self, outcome: Outcome, inline: bool) -> Outcome:
         if isinstance(outcome, SignerError):

@@ -18,9 +18,18 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+_threshold = logging.INFO
+
+
+def info_enabled() -> bool:
+    """Whether info lines are written: the access line's fields cost microseconds to
+    gather, which a busy server at level warning should not spend."""
+    return _threshold <= logging.INFO
 
 
 def configure(log_format: str, level: str) -> None:
+    global _threshold  # one process, one logging configuration
+    _threshold = _LEVELS[level]
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if log_format == "json"

@@ -12,11 +12,12 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from signer.config import Caller
 from signer.core import SignerError
 from signer.service.auth import authenticate
 from signer.service.errors import ApiError, from_http_exception, from_signer_error
 from signer.service.handlers import CALLER, OUTCOME, SDKAPPID, STATE
-from signer.service.logs import get_logger
+from signer.service.logs import get_logger, info_enabled
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -75,6 +76,19 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     seconds = time.perf_counter() - start
     route = _route_name(request)
     state.metrics.observe(route, request.method, response.status, seconds)
+    if info_enabled():
+        _access_line(request, request_id, route, response, caller, seconds)
+    return response
+
+
+def _access_line(
+    request: web.Request,
+    request_id: str,
+    route: str,
+    response: web.StreamResponse,
+    caller: Caller | None,
+    seconds: float,
+) -> None:
     log.info(
         "request",
         request_id=request_id,
@@ -87,4 +101,3 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         or ("ok" if response.status < 400 else "error"),
         latency_ms=round(seconds * 1000, 3),
     )
-    return response

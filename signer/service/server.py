@@ -31,7 +31,7 @@ def announce(runtime: Runtime) -> None:
             keys_dir=str(settings.config_dir),
             apps=apps,
             auth="DISABLED: any caller may mint tokens",
-            cache="in-memory (no Redis configured)",
+            cache=describe(settings.cache),
             hint="verify tokens with: signer verify --public-key <keys_dir>/public_key ...",
         )
     else:

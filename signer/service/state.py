@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from signer.cache import AppPolicy, CacheBackend, TokenIssuer
 from signer.config import AppRuntime, Runtime, Settings, build_runtime
@@ -34,6 +34,7 @@ class ServiceState:
     limiter: RateLimiter
     metrics: ServiceMetrics
     started_at: float = 0.0
+    _policies: dict[int, AppPolicy] = field(default_factory=dict)
 
     @classmethod
     def create(cls, runtime: Runtime, cache: CacheBackend) -> ServiceState:
@@ -58,6 +59,13 @@ class ServiceState:
         return app
 
     def policy(self, app: AppRuntime) -> AppPolicy:
+        """The caching facts of ``app``, built once per runtime (every request needs them)."""
+        policy = self._policies.get(app.sdkappid)
+        if policy is None or policy.key_version != app.cache_version:
+            policy = self._policies[app.sdkappid] = self._build_policy(app)
+        return policy
+
+    def _build_policy(self, app: AppRuntime) -> AppPolicy:
         cache = self.runtime.settings.cache
         return AppPolicy(
             app.sdkappid,
@@ -74,6 +82,7 @@ class ServiceState:
         runtime = build_runtime(settings)
         await self.engine.reload(runtime.keyset)
         self.runtime = runtime
+        self._policies = {}
         limits = settings.rate_limit
         self.limiter = RateLimiter(limits.rate, limits.burst)
         return runtime

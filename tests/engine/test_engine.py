@@ -59,8 +59,16 @@ class TestSigning:
         for token in results[::37]:
             assert isinstance(token, IssuedToken)
             verify(token.usersig, userid=token.userid, sdkappid=V1_APP, key=v1_key.public_key())
-        assert engine.stats.batches >= 300 // 32
         assert engine.stats.signed[(V1_APP, "v1")] == 300
+
+    async def test_a_backlog_goes_in_few_large_batches(self, engine: Engine) -> None:
+        """A large sign_many is split evenly over the idle workers in batches larger than
+        max_batch (each round trip costs the loop and the worker time), not in many small."""
+        results = await engine.sign_many([SignRequest(V1_APP, f"b{i}", 600) for i in range(300)])
+        assert len(results) == 300
+        # 300 items, 2 idle workers, max_batch 32: two batches of 150, not ten of 32.
+        assert engine.stats.batches == 2
+        assert engine.stats.batch_items == 300
 
     async def test_concurrent_singles_are_coalesced(self, engine: Engine) -> None:
         """Single requests arriving together travel in shared batches."""

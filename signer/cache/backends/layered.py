@@ -17,6 +17,8 @@ from signer.cache.base import CachedToken, CacheKey
 
 
 class LayeredCache:
+    process_local = False
+
     def __init__(self, l1: MemoryCache, shared: RedisCache, l1_ttl: int = 5) -> None:
         self.l1 = l1
         self.shared = shared

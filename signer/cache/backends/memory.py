@@ -20,6 +20,7 @@ class MemoryCache:
     """At most ``max_entries`` tokens; the least recently used leave first."""
 
     name = "memory"
+    process_local = True
 
     def __init__(self, max_entries: int = 100_000, clock: Callable[[], float] = time.time) -> None:
         self.max_entries = max_entries

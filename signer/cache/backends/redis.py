@@ -30,17 +30,33 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from signer.cache import codec
+from signer.cache.backends.packing import use_hiredis_packing
 from signer.cache.base import CachedToken, CacheKey
 from signer.cache.breaker import CircuitBreaker, State
 
 MAX_KEYS_PER_CALL = 512
+MAX_NAMES_PER_MGET = 2 * MAX_KEYS_PER_CALL  # a token and its user's revocation marker each
 MAX_PENDING_WRITES = 50_000
 LEASE_TIMEOUT = 0.5
 REVOCATION_TTL_MS = 400 * 86400 * 1000  # longer than any token this service caches
 WRITE_TIMEOUT = 1.0  # background writes are on no request's path: big pipelines may take time
 
 
-_Read = tuple[tuple[bytes, bytes], CacheKey, "asyncio.Future[CachedToken | None]"]
+class _Read:
+    """One ``get_many`` call waiting for the MGET that carries its names: one future per
+    call, not per key (a batch of 1000 would otherwise make 1000 futures and a gather)."""
+
+    __slots__ = ("future", "keys", "names")
+
+    def __init__(
+        self,
+        keys: Sequence[CacheKey],
+        names: list[bytes],
+        future: asyncio.Future[list[CachedToken | None]],
+    ) -> None:
+        self.keys = keys
+        self.names = names  # per key: its token's name, then its user's revocation marker
+        self.future = future
 
 
 class LoopLag:
@@ -80,6 +96,7 @@ class RedisCache:
     """Token store on one Redis server (or a proxy in front of several)."""
 
     name = "redis"
+    process_local = False
 
     def __init__(
         self,
@@ -90,6 +107,7 @@ class RedisCache:
         prefix: str = "signer:",
     ) -> None:
         self.client = client
+        use_hiredis_packing(client)
         self.timeout = timeout
         self.breaker = breaker or CircuitBreaker()
         self.prefix = prefix
@@ -163,36 +181,64 @@ class RedisCache:
     async def get_many(self, keys: Sequence[CacheKey]) -> list[CachedToken | None]:
         if not keys or not self.breaker.allow():
             return [None] * len(keys)
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[CachedToken | None]] = []
+        names: list[bytes] = []
         for key in keys:
-            future: asyncio.Future[CachedToken | None] = loop.create_future()
-            pair = (self.key(key), self.revocation_key(key.sdkappid, key.userid))
-            self._reads.append((pair, key, future))
-            futures.append(future)
+            names.append(self.key(key))
+            names.append(self.revocation_key(key.sdkappid, key.userid))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[CachedToken | None]] = loop.create_future()
+        self._reads.append(_Read(keys, names, future))
         if not self._read_scheduled:
             self._read_scheduled = True
             loop.call_soon(self._flush_reads)
-        return list(await asyncio.gather(*futures))
+        return await future
 
     def _flush_reads(self) -> None:
+        """Pack the calls of this loop iteration into MGETs of about MAX_NAMES_PER_MGET
+        names; a call is never split between two of them."""
         self._read_scheduled = False
         pending, self._reads = self._reads, []
-        for start in range(0, len(pending), MAX_KEYS_PER_CALL):
-            self._spawn(self._mget(pending[start : start + MAX_KEYS_PER_CALL]))
+        group: list[_Read] = []
+        size = 0
+        for read in pending:
+            if group and size + len(read.names) > MAX_NAMES_PER_MGET:
+                self._spawn(self._mget(group))
+                group, size = [], 0
+            group.append(read)
+            size += len(read.names)
+        if group:
+            self._spawn(self._mget(group))
 
-    async def _mget(self, batch: list[_Read]) -> None:
+    async def _mget(self, group: list[_Read]) -> None:
+        names = group[0].names if len(group) == 1 else [n for read in group for n in read.names]
         values: list[Any]
         try:
             async with asyncio.timeout(self.timeout):
-                values = await self._mget_call([name for pair, _, _ in batch for name in pair])
+                if len(names) <= MAX_NAMES_PER_MGET:
+                    values = await self._mget_call(names)
+                else:  # one large call: its parts travel at once, on several connections
+                    parts = await asyncio.gather(
+                        *(
+                            self._mget_call(names[start : start + MAX_NAMES_PER_MGET])
+                            for start in range(0, len(names), MAX_NAMES_PER_MGET)
+                        )
+                    )
+                    values = [value for part in parts for value in part]
             self.breaker.success()
         except Exception as error:  # timeout, connection refused, OOM, anything: it is a miss
             self._failed(error)
-            values = [None] * (2 * len(batch))
-        for index, (_, key, future) in enumerate(batch):
-            if not future.done():
-                future.set_result(self._entry(values[2 * index], values[2 * index + 1], key))
+            values = [None] * len(names)
+        offset = 0
+        entry = self._entry
+        for read in group:
+            if not read.future.done():
+                read.future.set_result(
+                    [
+                        entry(values[offset + 2 * i], values[offset + 2 * i + 1], key)
+                        for i, key in enumerate(read.keys)
+                    ]
+                )
+            offset += len(read.names)
 
     # -- writes ----------------------------------------------------------------------------
 
