@@ -14,7 +14,7 @@ from signer.cache.factory import describe, make_cache
 from signer.config import ConfigError, Runtime, Settings, build_runtime, load_settings
 from signer.service.app import create_app
 from signer.service.logs import configure, get_logger
-from signer.service.state import ServiceState
+from signer.service.state import ServiceState, restart_only_changes
 
 log = get_logger("signer.server")
 
@@ -104,6 +104,7 @@ async def _reload(
         return
     try:
         settings = load_settings(config_path, overrides)
+        previous = state.runtime.settings
         runtime = await state.reload(settings)
     except ConfigError as exc:
         log.error(
@@ -117,6 +118,8 @@ async def _reload(
         "configuration reloaded",
         apps=[f"{a.sdkappid} (key {a.key_version})" for a in runtime.apps.values()],
     )
+    if pending := restart_only_changes(previous, settings):
+        log.warning("changed settings that apply only after a restart", settings=pending)
 
 
 def run(config_path: Path | None, overrides: dict[str, object]) -> None:

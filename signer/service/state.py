@@ -78,11 +78,43 @@ class ServiceState:
         )
 
     async def reload(self, settings: Settings) -> Runtime:
-        """Switch to ``settings``: keys load first, so a bad config changes nothing."""
+        """Switch to ``settings``: keys load first, so a bad config changes nothing.
+
+        Apps, keys, callers, auth, rate limits, batch limits and the cache's lifetimes
+        take effect at once; :func:`restart_only_changes` names what does not."""
         runtime = build_runtime(settings)
         await self.engine.reload(runtime.keyset)
-        self.runtime = runtime
+        previous, self.runtime = self.runtime.settings, runtime
         self._policies = {}
         limits = settings.rate_limit
-        self.limiter = RateLimiter(limits.rate, limits.burst)
+        if (limits.rate, limits.burst) != (previous.rate_limit.rate, previous.rate_limit.burst):
+            self.limiter = RateLimiter(limits.rate, limits.burst)  # else callers keep buckets
         return runtime
+
+
+# What a running process cannot change: its socket, logging, worker pool and cache client.
+RESTART_ONLY = {
+    "server": ("host", "port", "max_body_bytes", "shutdown_timeout", "log_format", "log_level"),
+    "engine": None,  # every field
+    "cache": (
+        "url",
+        "max_entries",
+        "timeout_ms",
+        "breaker_failures",
+        "breaker_reset_s",
+        "key_prefix",
+        "l1_entries",
+        "l1_ttl_s",
+    ),
+}
+
+
+def restart_only_changes(old: Settings, new: Settings) -> list[str]:
+    """Settings that differ between ``old`` and ``new`` but apply only after a restart."""
+    changed = []
+    for section, fields in RESTART_ONLY.items():
+        before, after = getattr(old, section), getattr(new, section)
+        for name in fields or type(before).model_fields:
+            if getattr(before, name) != getattr(after, name):
+                changed.append(f"{section}.{name}")
+    return changed

@@ -559,6 +559,51 @@ class TestReviewFindings:
         verify(new["usersig"], userid="rot", sdkappid=V2_APP, key=HmacSecret(b"a brand new secret"))
 
 
+class TestReload:
+    async def test_a_reload_keeps_the_callers_rate_limit_buckets(
+        self, make_client: ClientFactory, deployment: Deployment
+    ) -> None:
+        """A SIGHUP with unchanged limits must not hand every caller a fresh burst."""
+        from signer.config import load_settings
+        from signer.service.handlers import STATE
+
+        tight = deployment.directory / "tight.toml"
+        tight.write_text(
+            deployment.config.read_text().replace(
+                "rate = 1000\nburst = 1000", "rate = 0.001\nburst = 3"
+            )
+        )
+        client = await make_client(tight)
+        body = {"sdkappid": V2_APP, "userid": "rl"}
+        statuses = [
+            (await client.post("/v1/usersig", json=body, headers=deployment.headers())).status
+            for _ in range(3)
+        ]
+        assert statuses == [200, 200, 200]
+        await client.app[STATE].reload(load_settings(tight))
+        again = await client.post("/v1/usersig", json=body, headers=deployment.headers())
+        assert again.status == 429
+
+    def test_settings_that_need_a_restart_are_named(self, deployment: Deployment) -> None:
+        """What a reload cannot apply (bind address, pool, cache client) is listed, and
+        what it does apply is not."""
+        from signer.config import load_settings
+        from signer.service.state import restart_only_changes
+
+        old = load_settings(deployment.config)
+        new = old.model_copy(
+            update={
+                "server": old.server.model_copy(update={"port": 9999, "max_batch_userids": 5}),
+                "engine": old.engine.model_copy(update={"max_batch": 7}),
+                "cache": old.cache.model_copy(
+                    update={"url": "redis://elsewhere:6379/0", "min_remaining": 60}
+                ),
+            }
+        )
+        assert restart_only_changes(old, new) == ["server.port", "engine.max_batch", "cache.url"]
+        assert restart_only_changes(old, old) == []
+
+
 class TestEviction:
     async def test_delete_evicts_every_variant_of_the_user(
         self, client: TestClient, deployment: Deployment
