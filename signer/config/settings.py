@@ -30,6 +30,8 @@ class ServerSettings(_Strict):
     port: Port = 8080
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 << 20)] = 1 << 20
     shutdown_timeout: Annotated[float, Field(gt=0, le=600)] = 15.0
+    body_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
+    """Seconds a client may take to send a request body (a trickled body holds memory)."""
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_batch_userids: Annotated[int, Field(ge=1, le=100_000)] = 10_000

@@ -3,6 +3,7 @@ the app, and answers JSON; errors are raised and shaped by the middleware."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
@@ -56,9 +57,18 @@ async def read_json(request: web.Request, model: type[M]) -> M:
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     try:
-        raw = await request.read()  # aiohttp enforces the body cap (413) here
+        if request.content.is_eof():  # the whole body came with the headers: no timer
+            raw = await request.read()  # aiohttp enforces the body cap (413) here
+        else:
+            timeout = request.app[STATE].runtime.settings.server.body_timeout
+            async with asyncio.timeout(timeout):
+                raw = await request.read()
     except (ContentEncodingError, ContentLengthError, web.RequestPayloadError):
         raise ApiError(400, "malformed_body", "body could not be read (bad encoding)") from None
+    except TimeoutError:
+        raise ApiError(
+            408, "body_timeout", f"the request body did not arrive within {timeout:g} s"
+        ) from None
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

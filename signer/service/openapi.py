@@ -22,6 +22,7 @@ _STATUS_TEXT = {
     401: "Missing or unknown API key",
     403: "Caller may not use this app",
     404: "Unknown sdkappid",
+    408: "Body not received in time (server.body_timeout)",
     413: "Body too large",
     415: "Body is not application/json",
     422: "Invalid field (userid policy, expire range, ...)",

@@ -35,7 +35,7 @@ class Route:
     query: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     authenticated: bool = True
-    errors: tuple[int, ...] = field(default=(400, 401, 403, 404, 413, 415, 422, 429, 503))
+    errors: tuple[int, ...] = field(default=(400, 401, 403, 404, 408, 413, 415, 422, 429, 503))
     tag: str = "tokens"
 
 

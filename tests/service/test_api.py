@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import time
 
 import pytest
 import TLSSigAPIv2
@@ -557,6 +559,43 @@ class TestReviewFindings:
         ).json()
         assert new["cached"] is False and new["usersig"] != old["usersig"]
         verify(new["usersig"], userid="rot", sdkappid=V2_APP, key=HmacSecret(b"a brand new secret"))
+
+
+class TestSlowClients:
+    async def test_a_trickled_body_gets_408_and_a_prompt_one_is_untimed(
+        self, make_client: ClientFactory, deployment: Deployment
+    ) -> None:
+        """A client that stops sending half-way through its body is answered 408 (JSON)
+        after server.body_timeout instead of holding the request open for ever."""
+        slow = deployment.directory / "slow.toml"
+        slow.write_text(
+            deployment.config.read_text().replace(
+                "max_body_bytes = 65536", "max_body_bytes = 65536\nbody_timeout = 0.3"
+            )
+        )
+        client = await make_client(slow)
+        assert client.port is not None
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        body = json.dumps({"sdkappid": V2_APP, "userid": "slow"}).encode()
+        writer.write(
+            b"POST /v1/usersig HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {API_KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body[:10]
+        )
+        await writer.drain()
+        started = time.monotonic()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+        assert 0.25 <= time.monotonic() - started < 3
+        assert head.startswith(b"HTTP/1.1 408")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        error = json.loads(await reader.readexactly(length))["error"]
+        assert error["code"] == "body_timeout"
+        writer.close()
+        # The same server still answers a normal request at once.
+        ok = await client.post(
+            "/v1/usersig", json={"sdkappid": V2_APP, "userid": "fast"}, headers=deployment.headers()
+        )
+        assert ok.status == 200
 
 
 class TestReload:
