@@ -1,6 +1,7 @@
 """The shared Redis cache: warm-hit throughput, warm batches, bytes per cached token.
 
     .venv/bin/python bench/cache_bench.py [--seconds 15] [--users 50000] [--memory-users 1000000]
+    .venv/bin/python bench/cache_bench.py --only-memory [--memory-users 1000000]
 
 In one run, against one redis-server started here:
   bare GET handler   bench/bare_redis_server.py: aiohttp+uvloop, one redis-py GET per request
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -96,9 +98,30 @@ async def fill_memory(redis_url: str, count: int) -> float:
     sample = await cache.client.memory_usage(
         cache.key(CacheKey(1400000001, "1~01234567", 15552000, "", "user_12345"))
     )
+    # Value sizes of a random sample (not every n-th userid: round numbers compress better).
+    pipe = cache.client.pipeline(transaction=False)
+    for n in random.Random(6).sample(range(count), min(count, 10_000)):
+        pipe.strlen(cache.key(CacheKey(1400000001, "1~01234567", 15552000, "", f"user_{n}")))
+    lengths = await pipe.execute()
     await cache.close()
     print(f"  MEMORY USAGE of one cached token: {sample} bytes")
+    small = sum(1 for length in lengths if length <= 252)
+    print(
+        f"  values of <= 252 bytes (jemalloc's 256-byte class, else 320): "
+        f"{100 * small / len(lengths):.1f} % of {len(lengths):,} sampled, "
+        f"{min(lengths)}-{max(lengths)} bytes"
+    )
     return (after - before) / count
+
+
+def only_memory(users: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = RedisServer(Path(tmp) / "redis").start()
+        try:
+            per_token = asyncio.run(fill_memory(redis.url, users))
+        finally:
+            redis.stop()
+    print(f"Redis bytes per cached v1 token at {users:,} users: {per_token:.0f} (target <= 450)")
 
 
 def main() -> None:
@@ -106,7 +129,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--users", type=int, default=50_000)
     parser.add_argument("--memory-users", type=int, default=1_000_000)
+    parser.add_argument(
+        "--only-memory", action="store_true", help="measure bytes per cached token only"
+    )
     args = parser.parse_args()
+    if args.only_memory:
+        only_memory(args.memory_users)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         redis = RedisServer(Path(tmp) / "redis").start()
         try:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
+
+import pytest
 
 from signer.cache.backends.redis import RedisCache
 from signer.cache.base import CachedToken, CacheKey
 from signer.cache.breaker import CircuitBreaker, State
+from signer.core import EcPrivateKey, UserIdPolicy, V1Signer
+from signer.core.envelope import urlsafe_b64encode
 from tests.cache.redis_server import RedisServer
 
 
@@ -42,6 +47,48 @@ class TestRoundTrip:
         await redis_cache.flush()
         assert await redis_cache.delete([key]) == 1
         assert await redis_cache.get_many([key]) == [None]
+
+
+class TestStoredForm:
+    @pytest.mark.parametrize("userid", ["u1", "user_123456", "用户_ü", "ü" * 16, "x" * 100])
+    async def test_real_tokens_round_trip_compactly(
+        self, redis_cache: RedisCache, p256_key: EcPrivateKey, userid: str
+    ) -> None:
+        """A v1 P-256 token of the default lifetime: codec layout 3 (lead byte >= 0x80) for
+        userids up to 32 bytes, layout 2 beyond; either way it comes back identical."""
+        signed = V1Signer(1400000001, p256_key, UserIdPolicy(200)).sign(userid)
+        token = CachedToken(
+            signed.usersig, userid, 1400000001, signed.issued_at, signed.expires_at, "1"
+        )
+        key = CacheKey(1400000001, "1~0123abcd", 15552000, "", userid)
+        await redis_cache.set_many([(key, token, 60)], wait=True)
+        assert await redis_cache.get_many([key]) == [token]
+        stored = await redis_cache.client.get(redis_cache.key(key))
+        if len(userid.encode()) <= 32:
+            assert stored[0] & 0x80
+        else:
+            assert stored[0] == 2
+        if userid == "u1":
+            assert len(stored) <= 252  # jemalloc's 256-byte class, with room to spare
+
+    async def test_entries_older_releases_wrote_are_read(self, redis_cache: RedisCache) -> None:
+        """Codec layouts 1 and 2 already in Redis at an upgrade stay readable."""
+        raw = bytes.fromhex("785e") + b"rest"
+        userid = "用户".encode()
+        head = struct.pack(">BBIIIH", 1, 1, 1_795_000_000, 1_795_086_400, 1400000001, len(userid))
+        old = {
+            "one": head + userid + b"\x01" + b"1" + raw,
+            "two": struct.pack(">BBIIIB", 2, 1, 1_795_000_000, 1_795_086_400, 1400000001, 6)
+            + userid
+            + raw,
+        }
+        keys = {name: CacheKey(1400000001, f"1~{name}", 86400, "", "用户") for name in old}
+        for name, value in old.items():
+            await redis_cache.client.set(redis_cache.key(keys[name]), value, px=60_000)
+        expected = CachedToken(
+            urlsafe_b64encode(raw), "用户", 1400000001, 1_795_000_000, 1_795_086_400, "1"
+        )
+        assert await redis_cache.get_many(list(keys.values())) == [expected, expected]
 
 
 async def test_concurrent_reads_share_one_mget(
