@@ -57,7 +57,8 @@ async def serve(settings: Settings, config_path: Path | None) -> None:
         handle_signals=False,
         shutdown_timeout=settings.server.shutdown_timeout,
     )
-    await runner.setup()
+    await runner.setup()  # starts the engine: its workers are up and hold the keys
+    _tune_gc()
     site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True)
     await site.start()
     log.info(
@@ -65,6 +66,7 @@ async def serve(settings: Settings, config_path: Path | None) -> None:
         url=f"http://{settings.server.host}:{site._port}",
         workers=len(state.engine.worker_pids()),
         docs="/docs",
+        gc_threshold=list(gc.get_threshold()),
     )
 
     stop = asyncio.Event()
