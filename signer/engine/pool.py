@@ -1,26 +1,31 @@
-"""The process pool behind the engine: generations, crash recovery and key reload.
+"""The worker processes behind the engine, driven straight from the event loop.
 
-A ``ProcessPoolExecutor`` whose worker dies (SIGKILL, OOM) becomes "broken": every task in
-it fails with ``BrokenProcessPool`` and it accepts no more. :class:`WorkerPool` then builds a
-fresh executor (once per broken generation, however many batches notice) and each failed
-batch is retried once on it. A key reload also builds a fresh executor; the previous one
-finishes what it already holds and is retired, so no request is dropped.
+Each worker is a ``spawn``-ed process that loads the key set once and then answers calls
+(a whole batch each) read from a pipe; the loop writes calls and reads results through
+asyncio pipe transports. No thread is involved. The engine first ran on
+``concurrent.futures.ProcessPoolExecutor``, but its queue-feeder and result threads must
+take the GIL for every batch: under HTTP load they held it about a third of the time and
+stretched a batch's round trip to 4-6 ms for 0.7 ms of signing (docs/PERFORMANCE.md).
 
-The start method is ``spawn``: the parent runs an event loop and threads, which ``fork``
-would copy in an undefined state, and ``forkserver`` would leave its server process behind
-after :meth:`close`.
+Crash recovery: a worker's result pipe reaches end-of-file when it dies (SIGKILL, OOM).
+Its calls fail, a new worker takes its place, and each failed call is retried once.
+Reload: a new generation of workers with the new key set is started; once every one of
+them is ready it takes all new calls, and the old workers finish what they hold and exit.
+
+``spawn``, not ``fork``: the parent runs an event loop (and maybe threads), which fork
+would copy in an undefined state; ``forkserver`` would leave its server process behind.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import itertools
 import multiprocessing
-import os
+import pickle
 import signal
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import struct
+from collections.abc import Callable, Coroutine
+from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from signer.engine import worker
@@ -29,11 +34,128 @@ from signer.engine.keyset import KeySet
 from signer.engine.requests import SignRequest, WireResult
 
 START_METHOD = "spawn"
+STOP_TIMEOUT = 5.0
 T = TypeVar("T")
+_HEADER = struct.Struct("!i")  # multiprocessing.Connection's framing: the worker uses it
+
+
+class _WorkerDied(Exception):
+    """A call was lost with its worker; the pool retries it once."""
+
+
+def _serve(keyset: KeySet, inbox: Connection, outbox: Connection) -> None:
+    """The worker's main loop: run each call that arrives until the parent closes the pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    worker.initialize(keyset)
+    while True:
+        try:
+            message = inbox.recv_bytes()
+        except EOFError:
+            return
+        number, func, args = pickle.loads(message)  # noqa: S301 - our own parent's pipe
+        try:
+            reply = pickle.dumps((number, True, func(*args)), pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # a bug, not a bad item (those come back as values)
+            failure = WorkerCrashed(f"worker call failed: {type(exc).__name__}: {exc}")
+            reply = pickle.dumps((number, False, failure), pickle.HIGHEST_PROTOCOL)
+        outbox.send_bytes(reply)
+
+
+class _Results(asyncio.Protocol):
+    """Reads the framed replies of one worker and settles the matching futures."""
+
+    def __init__(self, worker: _Worker) -> None:
+        self.worker = worker
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        while len(buffer) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(buffer)
+            end = _HEADER.size + size
+            if len(buffer) < end:
+                return
+            number, ok, value = pickle.loads(buffer[_HEADER.size : end])  # noqa: S301 - our worker
+            del buffer[:end]
+            future = self.worker.calls.pop(number, None)
+            if future is not None and not future.done():
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.worker.lost()
+
+
+class _Worker:
+    """One worker process and the two pipe ends the parent keeps."""
+
+    def __init__(self, keyset: KeySet, context: Any, on_death: Callable[[_Worker], None]) -> None:
+        inbox_reader, self._inbox = context.Pipe(duplex=False)
+        self._outbox, outbox_writer = context.Pipe(duplex=False)
+        self.process = context.Process(
+            target=_serve, args=(keyset, inbox_reader, outbox_writer), daemon=True
+        )
+        self.process.start()
+        inbox_reader.close()  # the child holds its own copies now
+        outbox_writer.close()
+        self.calls: dict[int, asyncio.Future[Any]] = {}
+        self.alive = True
+        self.retiring = False
+        self._stopped = False
+        self._on_death = on_death
+        self._writer: asyncio.WriteTransport | None = None
+        self._reader: asyncio.ReadTransport | None = None
+
+    async def connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._writer, _ = await loop.connect_write_pipe(asyncio.Protocol, self._inbox)
+        self._reader, _ = await loop.connect_read_pipe(lambda: _Results(self), self._outbox)
+
+    def send(self, number: int, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        assert self._writer is not None
+        data = pickle.dumps((number, func, args), pickle.HIGHEST_PROTOCOL)
+        self._writer.writelines((_HEADER.pack(len(data)), data))
+
+    def lost(self) -> None:
+        """The result pipe closed: the process is gone, or we closed it ourselves."""
+        if not self.alive:
+            return
+        self.alive = False
+        for future in self.calls.values():
+            if not future.done():
+                future.set_exception(_WorkerDied())
+        self.calls.clear()
+        self._on_death(self)
+
+    def finish(self) -> None:
+        """Let the worker exit once it has answered what it holds (end-of-file on its pipe)."""
+        self.retiring = True
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.close()
+
+    def stop(self, timeout: float) -> None:
+        """Blocking: wait for the process to exit, then make sure it has (and reap it)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.process.close()
+
+    def close_transports(self) -> None:
+        self.alive = False
+        for transport in (self._writer, self._reader):
+            if transport is not None:
+                transport.close()
 
 
 class WorkerPool:
-    """A replaceable ProcessPoolExecutor of ``workers`` processes holding ``keyset``."""
+    """``workers`` processes holding ``keyset``; a call goes to the least busy one."""
 
     def __init__(
         self,
@@ -44,78 +166,136 @@ class WorkerPool:
         self.workers = workers
         self._context = multiprocessing.get_context(START_METHOD)
         self._keyset = keyset
-        self._executor = self._new_executor(keyset)
-        self._retired: list[ProcessPoolExecutor] = []
         self._on_restart = on_restart
-
-    def _new_executor(self, keyset: KeySet) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=self._context,
-            initializer=worker.initialize,
-            initargs=(keyset,),
-        )
+        self._numbers = itertools.count()
+        self._current: list[_Worker] = []
+        self._everyone: set[_Worker] = set()  # every worker not yet reaped, however new
+        self._ready = asyncio.Event()
+        self._closed = False
+        self._starting: set[asyncio.Task[None]] = set()
 
     async def warm_up(self) -> None:
         """Start every worker and wait until each has loaded its keys."""
-        loop = asyncio.get_running_loop()
-        executor = self._executor
+        self._current = await self._start_generation(self._keyset)
+        self._ready.set()
+
+    async def _start_generation(self, keyset: KeySet) -> list[_Worker]:
+        fresh = [self._spawn(keyset) for _ in range(self.workers)]
         try:
-            await asyncio.gather(
-                *(loop.run_in_executor(executor, worker.ready) for _ in range(self.workers))
-            )
-        except BrokenProcessPool:
+            await asyncio.gather(*(self._start(w) for w in fresh))
+        except BaseException:
+            await asyncio.gather(*(self._reap(w, 0) for w in fresh))
+            raise
+        return fresh
+
+    def _spawn(self, keyset: KeySet) -> _Worker:
+        fresh = _Worker(keyset, self._context, self._died)
+        self._everyone.add(fresh)
+        return fresh
+
+    async def _start(self, fresh: _Worker) -> None:
+        await fresh.connect()
+        try:
+            await self._send(fresh, worker.ready, ())
+        except _WorkerDied:
             raise WorkerCrashed(
-                "worker processes died while starting (is the main module guarded by "
+                "a worker process died while starting (is the main module guarded by "
                 "`if __name__ == '__main__'`? spawned workers re-import it)"
             ) from None
 
     def pids(self) -> list[int]:
         """Process ids of the current workers (for tests and diagnostics)."""
-        return list(getattr(self._executor, "_processes", {}) or {})
+        return [w.process.pid for w in self._current if w.alive and w.process.pid]
 
     async def run(self, batch: list[SignRequest]) -> list[WireResult]:
-        """Sign ``batch`` in a worker; after a worker crash, retry once on a new pool."""
+        """Sign ``batch`` in a worker; after a worker crash, retry once on another."""
         return await self.call(worker.sign_batch, batch)
 
     async def call(self, func: Callable[..., T], *args: Any) -> T:
-        """Run ``func(*args)`` in a worker, retrying once on a new pool after a crash."""
-        loop = asyncio.get_running_loop()
-        for attempt in (1, 2):
-            executor = self._executor
+        """Run ``func(*args)`` in a worker, retrying once if the worker dies meanwhile."""
+        for _ in (1, 2):
+            chosen = await self._choose()
             try:
-                return await loop.run_in_executor(executor, func, *args)
-            except BrokenProcessPool:
-                self._replace_broken(executor)
-                if attempt == 2:
-                    break
+                result: T = await self._send(chosen, func, args)
+            except _WorkerDied:
+                continue
+            return result
         raise WorkerCrashed("a worker process died twice while signing this batch")
 
-    def _replace_broken(self, broken: ProcessPoolExecutor) -> None:
-        if broken is not self._executor:
-            return  # another batch already replaced it
-        self._executor = self._new_executor(self._keyset)
-        self._retire(broken)
+    async def _choose(self) -> _Worker:
+        while True:
+            if self._closed:
+                raise WorkerCrashed("the worker pool is closed")
+            live = [w for w in self._current if w.alive]
+            if live:
+                return min(live, key=lambda w: len(w.calls))
+            self._ready.clear()  # every worker died at once: wait for replacements
+            await self._ready.wait()
+
+    def _send(self, chosen: _Worker, func: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        number = next(self._numbers)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        chosen.calls[number] = future
+        chosen.send(number, func, args)
+        return future
+
+    def _died(self, dead: _Worker) -> None:
+        if self._closed:
+            return  # close() reaps every worker itself
+        if dead.retiring or dead not in self._current:
+            self._background(self._reap(dead))  # a retired worker that has finished
+        else:
+            self._background(self._replace(dead))
+
+    def _background(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+
+    async def _reap(self, dead: _Worker, timeout: float = STOP_TIMEOUT) -> None:
+        dead.close_transports()
+        await asyncio.to_thread(dead.stop, timeout)
+        self._everyone.discard(dead)
+
+    async def _replace(self, dead: _Worker) -> None:
         self._on_restart()
+        await self._reap(dead, 0)
+        while not self._closed:
+            fresh = self._spawn(self._keyset)
+            try:
+                await self._start(fresh)
+            except WorkerCrashed:
+                await self._reap(fresh, 0)
+                await asyncio.sleep(0.5)  # do not spin if workers cannot start at all
+                continue
+            index = self._current.index(dead) if dead in self._current else None
+            if index is None:  # a reload replaced the generation meanwhile
+                fresh.finish()
+            else:
+                self._current[index] = fresh
+                self._ready.set()
+            return
 
-    def reload(self, keyset: KeySet) -> None:
-        """Serve new batches with ``keyset``; batches already queued finish on the old one."""
-        old = self._executor
-        self._keyset = keyset
-        self._executor = self._new_executor(keyset)
-        self._retire(old)
+    async def reload(self, keyset: KeySet) -> None:
+        """Serve new calls with ``keyset`` once its workers are ready; the old workers
+        finish what they hold and exit, so no request is dropped."""
+        fresh = await self._start_generation(keyset)
+        old, self._current, self._keyset = self._current, fresh, keyset
+        self._ready.set()
+        for w in old:
+            w.finish()
 
-    def _retire(self, executor: ProcessPoolExecutor) -> None:
-        executor.shutdown(wait=False)
-        self._retired.append(executor)
-
-    def close(self) -> None:
-        """Blocking: shut every executor down and make sure no worker outlives it."""
-        executors = [*self._retired, self._executor]
-        pids = [pid for ex in executors for pid in (getattr(ex, "_processes", {}) or {})]
-        for executor in executors:
-            executor.shutdown(wait=True, cancel_futures=True)
-        for pid in pids:  # belt and braces: a wedged worker must not survive close()
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self._retired.clear()
+    async def close(self) -> None:
+        """Stop every worker, waiting a little for each to exit by itself."""
+        self._closed = True
+        self._ready.set()
+        for task in list(self._starting):
+            task.cancel()
+        everyone = list(self._everyone)
+        for w in everyone:
+            w.finish()
+        await asyncio.gather(*(asyncio.to_thread(w.stop, STOP_TIMEOUT) for w in everyone))
+        for w in everyone:
+            w.close_transports()
+        self._everyone.clear()
+        await asyncio.sleep(0)  # let the transports run their connection_lost (closes fds)
