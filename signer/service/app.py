@@ -1,4 +1,4 @@
-"""The aiohttp application: routes, middleware, static docs and the engine's lifecycle."""
+"""The aiohttp application: routes wrapped in the edge, docs and the engine's lifecycle."""
 
 from __future__ import annotations
 
@@ -7,31 +7,45 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from signer.service import openapi
+from signer.service.edge import Handler, guarded, method_not_allowed, not_found
 from signer.service.handlers import STATE, json_response
-from signer.service.middleware import edge
 from signer.service.routes import ROUTES
 from signer.service.state import ServiceState
 
 
 def create_app(state: ServiceState) -> web.Application:
-    """The application for ``state``; starting it starts the engine, cleanup closes it."""
-    app = web.Application(
-        middlewares=[edge], client_max_size=state.runtime.settings.server.max_body_bytes
-    )
+    """The application for ``state``; starting it starts the engine, cleanup closes it.
+
+    Every handler, including the 404 and 405 answers, is wrapped in the edge (request id,
+    auth, errors as JSON, metrics), so no request leaves without them."""
+    app = web.Application(client_max_size=state.runtime.settings.server.max_body_bytes)
     app[STATE] = state
-    for route in ROUTES:
-        if route.method == "GET":  # GET routes answer HEAD too (load balancer probes)
-            app.router.add_get(route.path, route.handler)
-        else:
-            app.router.add_route(route.method, route.path, route.handler)
     spec = openapi.build_spec(ROUTES)
 
     async def openapi_json(request: web.Request) -> web.Response:
         return json_response(spec)
 
-    app.router.add_get("/openapi.json", openapi_json)
-    app.router.add_get("/docs", openapi.docs)
-    app.router.add_static("/docs/static", openapi.STATIC)
+    table = [(r.method, r.path, r.handler, r.authenticated) for r in ROUTES]
+    table += [
+        ("GET", "/openapi.json", openapi_json, False),
+        ("GET", "/docs", openapi.docs, False),
+        ("GET", "/docs/static/{name}", openapi.asset, False),
+    ]
+    by_path: dict[str, list[tuple[str, Handler, bool]]] = {}
+    for method, path, handler, authenticated in table:
+        by_path.setdefault(path, []).append((method, handler, authenticated))
+    for path, methods in by_path.items():
+        allowed = []
+        for method, handler, authenticated in methods:
+            wrapped = guarded(handler, path, authenticated)
+            if method == "GET":  # GET routes answer HEAD too (load balancer probes)
+                app.router.add_get(path, wrapped)
+                allowed += ["GET", "HEAD"]
+            else:
+                app.router.add_route(method, path, wrapped)
+                allowed.append(method)
+        app.router.add_route("*", path, guarded(method_not_allowed(allowed), path, False))
+    app.router.add_route("*", "/{tail:.*}", guarded(not_found, "unmatched", False))
     app.cleanup_ctx.append(_engine_lifecycle)
     return app
 

@@ -1,6 +1,6 @@
 """Every failure of the HTTP API as ``{"error": {"code", "message", "field"?}}``.
 
-Handlers raise :class:`ApiError` or let a core/engine error through; the middleware maps
+Handlers raise :class:`ApiError` or let a core/engine error through; the edge maps
 both here, in one place, to a status code. Anything unexpected becomes a 500 with a request
 id to quote, and its traceback goes to the log, never to the client.
 """

@@ -1,5 +1,5 @@
 """The endpoint functions. Each reads and validates its input, checks the caller may use
-the app, and answers JSON; errors are raised and shaped by the middleware."""
+the app, and answers JSON; errors are raised and shaped by the edge (edge.py)."""
 
 from __future__ import annotations
 

@@ -8,10 +8,12 @@ batch or a cache refresh.
 
 from __future__ import annotations
 
+import itertools
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -29,34 +31,62 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "signer_http_requests_total",
-            "HTTP requests by route, method and status.",
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "signer_http_request_duration_seconds",
-            "HTTP request latency by route and status.",
-            ["route", "method", "status"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self.http = HttpStats()
+        self.registry.register(_HttpCollector(self.http))
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, status)
-        children = self._children.get(key)
-        if children is None:  # label lookups cost microseconds; do each once
-            labels = (route, method, str(status))
-            children = (self.requests.labels(*labels), self.latency.labels(*labels))
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self.http.observe(route, method, status, seconds)
 
     def watch(self, engine: Callable[[], Engine], issuer: Callable[[], TokenIssuer]) -> None:
         self.registry.register(_EngineAndCacheCollector(engine, issuer))
+
+
+class HttpStats:
+    """Request counts and latency histograms by (route, method, status), in plain numbers.
+
+    The event loop is the only writer, so prometheus_client's per-value locks (about 2 µs
+    a request for a counter and a histogram) buy nothing; the figures are handed over at
+    scrape time instead, under the same names and buckets."""
+
+    def __init__(self) -> None:
+        # per key: [count, sum of seconds, one count per bucket of LATENCY_BUCKETS + +Inf]
+        self.series: dict[tuple[str, str, int], list[Any]] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        series = self.series.get((route, method, status))
+        if series is None:
+            series = self.series[(route, method, status)] = [0, 0.0, [0] * _BUCKETS]
+        series[0] += 1
+        series[1] += seconds
+        series[2][bisect_left(LATENCY_BUCKETS, seconds)] += 1  # "le": first bound >= value
+
+
+_BUCKETS = len(LATENCY_BUCKETS) + 1
+_BOUNDS = [*(str(bound) for bound in LATENCY_BUCKETS), "+Inf"]
+
+
+class _HttpCollector(Collector):
+    def __init__(self, stats: HttpStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["route", "method", "status"]
+        requests = CounterMetricFamily(
+            "signer_http_requests", "HTTP requests by route, method and status.", labels=labels
+        )
+        latency = HistogramMetricFamily(
+            "signer_http_request_duration_seconds",
+            "HTTP request latency by route and status.",
+            labels=labels,
+        )
+        for (route, method, status), (count, total, buckets) in sorted(self._stats.series.items()):
+            values = [route, method, str(status)]
+            requests.add_metric(values, count)
+            latency.add_metric(
+                values, list(zip(_BOUNDS, itertools.accumulate(buckets), strict=True)), total
+            )
+        yield requests
+        yield latency
 
 
 class _EngineAndCacheCollector(Collector):

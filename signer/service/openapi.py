@@ -145,3 +145,14 @@ DOCS_PAGE = """<!doctype html>
 
 async def docs(request: web.Request) -> web.Response:
     return web.Response(text=DOCS_PAGE, content_type="text/html")
+
+
+_ASSETS = {path.name: path for path in STATIC.iterdir() if path.is_file()}
+
+
+async def asset(request: web.Request) -> web.StreamResponse:
+    """A bundled Swagger UI file; only the files shipped in the package are served."""
+    path = _ASSETS.get(request.match_info["name"])
+    if path is None:
+        raise web.HTTPNotFound()
+    return web.FileResponse(path)

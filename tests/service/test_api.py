@@ -296,6 +296,25 @@ class TestErrors:
         r = await client.put("/v1/usersig", json={}, headers=deployment.headers())
         await self._error(r, 405, "method_not_allowed")
         assert "POST" in r.headers["Allow"]
+        r = await client.post("/healthz")
+        await self._error(r, 405, "method_not_allowed")
+        assert set(r.headers["Allow"].replace(" ", "").split(",")) == {"GET", "HEAD"}
+        assert r.headers["X-Request-ID"]
+
+    async def test_unknown_paths_anywhere_are_json_404s(self, client: TestClient) -> None:
+        """Unknown routes and docs assets, traversal attempts included, answer JSON 404s
+        with a request id, never aiohttp's plain text or a file outside the bundle."""
+        for path in (
+            "/",
+            "/v2/usersig",
+            "/docs/static/nope.js",
+            "/docs/static/..%2F..%2Fapp.py",
+            "/docs/static/../../app.py",
+        ):
+            r = await client.get(path)
+            await self._error(r, 404, "not_found")
+            assert r.headers["X-Request-ID"]
+        assert (await client.get("/docs/static/swagger-ui.css")).status == 200
 
     async def test_body_over_the_cap_is_413(
         self, client: TestClient, deployment: Deployment

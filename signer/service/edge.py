@@ -1,0 +1,119 @@
+"""What every request passes around its handler: request id, auth, rate limit, error
+shaping, metrics and the access log line.
+
+Each handler is wrapped once, when the routes are registered, instead of running this as an
+aiohttp middleware: an aiohttp middleware costs every request ~4 µs before it does anything
+(measured with a pass-through one), about a tenth of a bare handler's cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import hdrs, web
+from multidict import istr
+
+from signer.config import Caller
+from signer.core import SignerError
+from signer.service.auth import authenticate
+from signer.service.errors import ApiError, from_http_exception, from_signer_error
+from signer.service.handlers import CALLER, OUTCOME, SDKAPPID, STATE
+from signer.service.logs import get_logger, info_enabled
+
+X_REQUEST_ID = istr("X-Request-ID")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = get_logger("signer.access")
+
+
+_PROCESS_TAG = uuid.uuid4().hex[:16]
+_sequence = itertools.count(1)
+
+
+def _request_id(request: web.Request) -> str:
+    """The caller's X-Request-ID if it is sane, else a process tag and a counter: unique,
+    and no random-number syscall per request."""
+    given = request.headers.get(X_REQUEST_ID)
+    if given and _REQUEST_ID.fullmatch(given):
+        return given
+    return f"{_PROCESS_TAG}{next(_sequence):016x}"
+
+
+def guarded(handler: Handler, route: str, authenticated: bool = True) -> Handler:
+    """``handler`` wrapped in the edge: ``route`` labels its metrics and access lines."""
+
+    async def edge(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE]
+        request_id = _request_id(request)
+        start = time.perf_counter()
+        caller = None
+        response: web.StreamResponse
+        try:
+            if authenticated:
+                caller = authenticate(state.runtime, request.headers.get(hdrs.AUTHORIZATION))
+                request[CALLER] = caller
+                if state.runtime.settings.rate_limit.enabled:
+                    state.limiter.check(caller.name)
+            response = await handler(request)
+        except ApiError as exc:
+            response, request[OUTCOME] = exc.response(), exc.code
+        except SignerError as exc:
+            error = from_signer_error(exc)
+            response, request[OUTCOME] = error.response(), error.code
+        except web.HTTPException as exc:
+            error = from_http_exception(exc)
+            response, request[OUTCOME] = error.response(), error.code
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("unhandled error", request_id=request_id, path=request.path)
+            response = ApiError(
+                500, "internal_error", f"internal error (request id {request_id})"
+            ).response()
+        response.headers[X_REQUEST_ID] = request_id
+        seconds = time.perf_counter() - start
+        state.metrics.observe(route, request.method, response.status, seconds)
+        if info_enabled():
+            _access_line(request, request_id, route, response, caller, seconds)
+        return response
+
+    edge.__name__ = edge.__qualname__ = getattr(handler, "__name__", "handler")
+    return edge
+
+
+async def not_found(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPNotFound()
+
+
+def method_not_allowed(allowed: list[str]) -> Handler:
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+
+    return refuse
+
+
+def _access_line(
+    request: web.Request,
+    request_id: str,
+    route: str,
+    response: web.StreamResponse,
+    caller: Caller | None,
+    seconds: float,
+) -> None:
+    log.info(
+        "request",
+        request_id=request_id,
+        method=request.method,
+        route=route,
+        status=response.status,
+        caller=caller.name if caller else None,
+        sdkappid=request.get(SDKAPPID),
+        outcome=response.headers.get("X-Signer-Outcome")
+        or ("ok" if response.status < 400 else "error"),
+        latency_ms=round(seconds * 1000, 3),
+    )

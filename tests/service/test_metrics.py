@@ -1,0 +1,49 @@
+"""The HTTP metrics kept in plain numbers and exposed to Prometheus at scrape time."""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from signer.service.metrics import LATENCY_BUCKETS, ServiceMetrics
+
+
+def samples(metrics: ServiceMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = generate_latest(metrics.registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+class TestHttpMetrics:
+    def test_buckets_are_cumulative_and_a_bound_counts_as_less_or_equal(self) -> None:
+        """A latency equal to a bucket bound falls in that bucket ("le"), and every
+        bucket counts all the observations at or below it, as Prometheus defines."""
+        metrics = ServiceMetrics()
+        for seconds in (0.0001, LATENCY_BUCKETS[0], 0.003, 0.003, 99.0):
+            metrics.observe("/v1/usersig", "POST", 200, seconds)
+        metrics.observe("/v1/usersig", "POST", 429, 0.0002)
+        found = samples(metrics)
+        labels = (("method", "POST"), ("route", "/v1/usersig"), ("status", "200"))
+
+        def bucket(le: str) -> float:
+            return found[("signer_http_request_duration_seconds_bucket", (("le", le), *labels))]
+
+        assert bucket("0.0005") == 2
+        assert bucket("0.0025") == 2
+        assert bucket("0.005") == 4
+        assert bucket("2.5") == 4
+        assert bucket("+Inf") == 5
+        assert found[("signer_http_request_duration_seconds_count", labels)] == 5
+        assert abs(found[("signer_http_request_duration_seconds_sum", labels)] - 99.0066) < 1e-9
+        assert found[("signer_http_requests_total", labels)] == 5
+        limited = (("method", "POST"), ("route", "/v1/usersig"), ("status", "429"))
+        assert found[("signer_http_requests_total", limited)] == 1
+
+    def test_nothing_observed_exposes_nothing(self) -> None:
+        """A fresh service exposes the families without inventing series."""
+        text = generate_latest(ServiceMetrics().registry).decode()
+        assert "# TYPE signer_http_requests_total counter" in text
+        assert "signer_http_requests_total{" not in text
