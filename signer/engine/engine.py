@@ -31,6 +31,7 @@ from signer.engine.requests import Signers, SignRequest, WireResult, from_wire, 
 from signer.engine.stats import EngineStats
 
 Outcome = IssuedToken | SignerError
+_ALGORITHM = {1: "v1", 2: "v2"}
 BACKLOG_BATCH_FACTOR = 8
 """A backlog (a large ``sign_many``) goes to idle workers in batches of up to this many
 times ``max_batch``: each round trip costs the event loop and the worker ~0.1-0.4 ms."""
@@ -240,7 +241,7 @@ class Engine:
         if isinstance(outcome, SignerError):
             self.stats.failed += 1
         else:
-            self.stats.signed[(outcome.sdkappid, f"v{outcome.version}")] += 1
+            self.stats.signed[(outcome.sdkappid, _ALGORITHM[outcome.version])] += 1
             self.stats.signed_inline += inline
         return outcome
 

@@ -10,6 +10,7 @@ import ctypes
 import os
 import signal
 import sys
+from typing import Any
 
 from signer.engine.keyset import KeySet
 from signer.engine.records import Format, Rendered, render
@@ -40,9 +41,11 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def sign_batch(requests: list[SignRequest]) -> list[WireResult]:
-    """Sign every request; a bad item yields its error in place, the rest are unaffected."""
-    return [to_wire(sign_one(_signers, request)) for request in requests]
+def sign_batch(requests: list[tuple[Any, ...]]) -> list[WireResult]:
+    """Sign every request (a SignRequest's fields as a plain tuple); a bad item yields its
+    error in place, the rest are unaffected."""
+    make = SignRequest._make
+    return [to_wire(sign_one(_signers, make(request))) for request in requests]
 
 
 def sign_rendered(sdkappid: int, userids: list[str], expire: int, fmt: Format) -> Rendered:
