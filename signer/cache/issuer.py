@@ -110,9 +110,6 @@ class TokenIssuer:
         threshold = app.refresh_ahead * (1 - app.refresh_jitter * self._rng())
         return entry.expires_at - self._clock() < threshold
 
-    def _ttl(self, token: IssuedToken, app: AppPolicy) -> int:
-        return int(token.expires_at - app.min_remaining - self._clock())
-
     async def issue(
         self, app: AppPolicy, userid: str, expire: int, userbuf: bytes | None = None
     ) -> Issued:
@@ -248,11 +245,12 @@ class TokenIssuer:
     async def _store(
         self, tokens: Sequence[tuple[CacheKey, IssuedToken]], app: AppPolicy, wait: bool = False
     ) -> None:
+        # The entry leaves the store when its token has min_remaining seconds left.
+        horizon = app.min_remaining + self._clock()
         items = []
         for key, token in tokens:
-            ttl = self._ttl(token, app)
+            ttl = int(token.issued_at + token.expire - horizon)
             if ttl > 0:
-                entry = CachedToken.of(token)
-                items.append((key, entry, ttl))
+                items.append((key, CachedToken.of(token), ttl))
         if items:
             await self.cache.set_many(items, wait=wait)

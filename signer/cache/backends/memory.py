@@ -50,15 +50,7 @@ class MemoryCache:
         deadline_base = self._clock()
         for key, token, ttl in items:
             plain = tuple(key)
-            self._data[plain] = (
-                deadline_base + ttl,
-                token.usersig,
-                token.userid,
-                token.sdkappid,
-                token.issued_at,
-                token.expires_at,
-                token.key_version,
-            )
+            self._data[plain] = (deadline_base + ttl, *token)
             self._data.move_to_end(plain)
         while len(self._data) > self.max_entries:
             self._data.popitem(last=False)
