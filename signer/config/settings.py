@@ -32,6 +32,9 @@ class ServerSettings(_Strict):
     shutdown_timeout: Annotated[float, Field(gt=0, le=600)] = 15.0
     body_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
     """Seconds a client may take to send a request body (a trickled body holds memory)."""
+    processes: Annotated[int, Field(ge=1, le=64)] = 1
+    """HTTP processes sharing the port (SO_REUSEPORT), each with its own event loop and
+    signing workers: one event loop is the limit of a single process."""
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_batch_userids: Annotated[int, Field(ge=1, le=100_000)] = 10_000

@@ -23,12 +23,12 @@ _PR_SET_PDEATHSIG = 1
 def initialize(keyset: KeySet) -> None:
     """Pool initializer: build this process's signers from the shipped key material."""
     global _signers
-    _die_with_parent()
+    die_with_parent()
     _signers = keyset.build_signers()
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this worker if its parent dies, even by SIGKILL: a worker
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process if its parent dies, even by SIGKILL: a worker
     must never outlive the service that started it (and hold its keys in memory)."""
     if not sys.platform.startswith("linux"):
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -53,6 +54,23 @@ def create_app(state: ServiceState) -> web.Application:
 async def _engine_lifecycle(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     await state.engine.start()
+    publisher = None
+    if state.metrics.shared is not None:  # one of several processes: share the metrics
+        publisher = asyncio.ensure_future(_publish_metrics(state))
     yield
+    if publisher is not None:
+        publisher.cancel()
     await state.engine.close()
     await state.cache.close()
+    if state.metrics.shared is not None:
+        state.metrics.publish()  # the final counts outlive the process
+
+
+METRICS_INTERVAL = 1.0
+
+
+async def _publish_metrics(state: ServiceState) -> None:
+    """A sibling's /metrics sees this process's counts at most a second late."""
+    while True:
+        state.metrics.publish()
+        await asyncio.sleep(METRICS_INTERVAL)

@@ -9,11 +9,14 @@ batch or a cache refresh.
 from __future__ import annotations
 
 import itertools
+import os
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+import orjson
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -29,10 +32,35 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 
 class ServiceMetrics:
-    def __init__(self) -> None:
+    """This process's metrics; with ``shared`` (a directory), also those of the sibling
+    processes of a supervisor, which each write a snapshot there (:meth:`publish`)."""
+
+    def __init__(self, shared: Path | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.http = HttpStats()
         self.registry.register(_HttpCollector(self.http))
+        self.shared = shared
+
+    def exposition(self) -> bytes:
+        """The text format for a scrape: this process's figures, plus its siblings'."""
+        if self.shared is None:
+            return generate_latest(self.registry)
+        self.publish()
+        merged = CollectorRegistry(auto_describe=False)
+        merged.register(_SharedCollector(self.shared))
+        return generate_latest(merged)
+
+    def publish(self) -> None:
+        """Write this process's samples where its siblings read them (atomically)."""
+        assert self.shared is not None
+        families = [
+            [m.name, m.documentation, m.type, [[x.name, x.labels, x.value] for x in m.samples]]
+            for m in self.registry.collect()
+        ]
+        target = self.shared / f"{os.getpid()}.json"
+        temporary = target.with_suffix(".tmp")
+        temporary.write_bytes(orjson.dumps(families))
+        os.replace(temporary, target)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.http.observe(route, method, status, seconds)
@@ -87,6 +115,52 @@ class _HttpCollector(Collector):
             )
         yield requests
         yield latency
+
+
+class _SharedCollector(Collector):
+    """Sums the snapshots of every process. Counters and histograms of a process that
+    has exited still count (a counter never goes down); its gauges do not."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+        for path in sorted(self._directory.glob("*.json")):
+            try:
+                snapshot = orjson.loads(path.read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                continue  # being replaced right now, or gone
+            alive = _alive(int(path.stem))
+            for name, documentation, kind, samples in snapshot:
+                if kind == "gauge" and not alive:
+                    continue
+                families.setdefault(name, Metric(name, documentation, kind))
+                merged = values.setdefault(name, {})
+                for sample_name, labels, value in samples:
+                    key = (sample_name, tuple(sorted(labels.items())))
+                    if name in _MINIMUM_GAUGES and key in merged:
+                        merged[key] = min(merged[key], value)
+                    else:
+                        merged[key] = merged.get(key, 0.0) + value
+        for name, family in families.items():
+            for (sample_name, labels), value in sorted(values[name].items()):
+                family.add_sample(sample_name, dict(labels), value)
+            yield family
+
+
+_MINIMUM_GAUGES = {"signer_cache_up"}  # up only if every process reaches the cache
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _EngineAndCacheCollector(Collector):

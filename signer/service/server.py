@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import socket
 from pathlib import Path
 
 import uvloop
@@ -15,6 +16,7 @@ from signer.config import ConfigError, Runtime, Settings, build_runtime, load_se
 from signer.service.app import create_app
 from signer.service.logs import configure, get_logger
 from signer.service.state import ServiceState, restart_only_changes
+from signer.service.supervisor import supervise
 
 log = get_logger("signer.server")
 
@@ -46,10 +48,23 @@ def announce(runtime: Runtime) -> None:
         log.info("cache", backend=describe(settings.cache))
 
 
-async def serve(settings: Settings, config_path: Path | None) -> None:
+async def serve(
+    settings: Settings,
+    config_path: Path | None,
+    sock: socket.socket | None = None,
+    shared_metrics: Path | None = None,
+) -> None:
+    """Run one service process until SIGTERM. ``sock`` and ``shared_metrics`` are given
+    to the children of a supervisor (several processes on one port)."""
     runtime = build_runtime(settings)
     announce(runtime)
-    state = ServiceState.create(runtime, make_cache(settings.cache))
+    cache = settings.cache
+    if sock is not None and not cache.url and cache.max_entries:
+        # One in-memory cache per process could not honour a DELETE (logout, ban) made
+        # on another: without a shared cache, nothing is cached.
+        log.warning("several processes and no [cache] url: tokens are not cached")
+        cache = cache.model_copy(update={"max_entries": 0})
+    state = ServiceState.create(runtime, make_cache(cache), shared_metrics)
     app = create_app(state)
     runner = web.AppRunner(
         app,
@@ -59,11 +74,15 @@ async def serve(settings: Settings, config_path: Path | None) -> None:
     )
     await runner.setup()  # starts the engine: its workers are up and hold the keys
     _tune_gc()
-    site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True)
+    site: web.BaseSite
+    if sock is None:
+        site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True)
+    else:
+        site = web.SockSite(runner, sock)
     await site.start()
     log.info(
         "listening",
-        url=f"http://{settings.server.host}:{site._port}",
+        url=site.name,
         workers=len(state.engine.worker_pids()),
         docs="/docs",
         gc_threshold=list(gc.get_threshold()),
@@ -127,5 +146,17 @@ async def _reload(
 def run(config_path: Path | None, overrides: dict[str, object]) -> None:
     """Entry point of ``signer serve``. Raises ConfigError for an unusable configuration."""
     settings = load_settings(config_path, overrides)
+    if settings.server.processes > 1:
+        build_runtime(settings)  # a bad key stops the parent with a message, not N children
+        supervise(settings, config_path)
+        return
     configure(settings.server.log_format, settings.server.log_level)
     uvloop.run(serve(settings, config_path))
+
+
+def run_child(
+    settings: Settings, config_path: Path | None, sock: socket.socket, shared_metrics: Path
+) -> None:
+    """Entry point of one HTTP process under a supervisor."""
+    configure(settings.server.log_format, settings.server.log_level)
+    uvloop.run(serve(settings, config_path, sock, shared_metrics))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from signer.cache import AppPolicy, CacheBackend, TokenIssuer
 from signer.config import AppRuntime, Runtime, Settings, build_runtime
@@ -16,8 +17,10 @@ from signer.service.metrics import ServiceMetrics
 def engine_settings(settings: Settings) -> EngineSettings:
     config = settings.engine
     defaults = EngineSettings()
+    # Several HTTP processes share the cores: by default each gets its part of them.
+    workers = config.workers or max(1, defaults.workers // settings.server.processes)
     return EngineSettings(
-        workers=config.workers or defaults.workers,
+        workers=workers,
         max_batch=config.max_batch,
         max_delay=config.max_delay_ms / 1000,
         max_queued=config.max_queued,
@@ -37,7 +40,9 @@ class ServiceState:
     _policies: dict[int, AppPolicy] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, runtime: Runtime, cache: CacheBackend) -> ServiceState:
+    def create(
+        cls, runtime: Runtime, cache: CacheBackend, shared_metrics: Path | None = None
+    ) -> ServiceState:
         engine = Engine(runtime.keyset, engine_settings(runtime.settings))
         limits = runtime.settings.rate_limit
         state = cls(
@@ -46,7 +51,7 @@ class ServiceState:
             issuer=TokenIssuer(engine, cache),
             cache=cache,
             limiter=RateLimiter(limits.rate, limits.burst),
-            metrics=ServiceMetrics(),
+            metrics=ServiceMetrics(shared_metrics),
             started_at=time.time(),
         )
         state.metrics.watch(lambda: state.engine, lambda: state.issuer)
@@ -94,7 +99,15 @@ class ServiceState:
 
 # What a running process cannot change: its socket, logging, worker pool and cache client.
 RESTART_ONLY = {
-    "server": ("host", "port", "max_body_bytes", "shutdown_timeout", "log_format", "log_level"),
+    "server": (
+        "host",
+        "port",
+        "max_body_bytes",
+        "shutdown_timeout",
+        "log_format",
+        "log_level",
+        "processes",
+    ),
     "engine": None,  # every field
     "cache": (
         "url",

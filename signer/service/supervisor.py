@@ -1,0 +1,141 @@
+"""Several HTTP processes on one port: ``[server] processes = N``.
+
+One event loop is the limit of one process: aiohttp's own work is ~40 µs a request. With
+``processes`` above 1 this parent binds one listening socket per child to the same port
+(``SO_REUSEPORT``: the kernel spreads connections over them), starts the children and then
+only supervises. A child that dies is started again; SIGHUP is passed on to every child
+(each reloads); SIGTERM or SIGINT is passed on, every child drains, and the parent exits 0.
+
+Each child is a whole service (its own engine and workers) that writes a snapshot of its
+metrics to a shared directory, so that ``/metrics`` of any child reports the sum of all.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from signer.config import Settings
+from signer.service.logs import configure, get_logger
+
+log = get_logger("signer.supervisor")
+RESTART_PAUSE = 1.0  # a child that cannot start must not be restarted in a tight loop
+
+
+def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` sockets listening on one port; port 0 picks a free one for all of them."""
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.create_server((host, port), reuse_port=True, backlog=1024)
+            port = sock.getsockname()[1]
+            sockets.append(sock)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _child(settings: Settings, config_path: Path | None, sock: socket.socket, metrics: str) -> None:
+    from signer.engine.worker import die_with_parent
+    from signer.service.server import run_child
+
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    run_child(settings, config_path, sock, Path(metrics))
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, config_path: Path | None) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.count = settings.server.processes
+        self._context = multiprocessing.get_context("spawn")
+        self._children: list[BaseProcess | None] = [None] * self.count
+        self._stopping = False
+        self._signals: list[int] = []
+
+    def run(self) -> None:
+        server = self.settings.server
+        sockets = listening_sockets(server.host, server.port, self.count)
+        metrics = tempfile.mkdtemp(prefix="signer-metrics-")
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        log.info(
+            "supervising HTTP processes",
+            processes=self.count,
+            url=f"http://{server.host}:{sockets[0].getsockname()[1]}",
+        )
+        try:
+            for index in range(self.count):
+                self._start(index, sockets[index], metrics)
+            self._watch(sockets, metrics)
+        finally:
+            self._stop_all()
+            for sock in sockets:
+                sock.close()
+            shutil.rmtree(metrics, ignore_errors=True)
+        log.info("stopped")
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signals.append(signum)
+
+    def _start(self, index: int, sock: socket.socket, metrics: str) -> None:
+        child = self._context.Process(
+            target=_child,
+            args=(self.settings, self.config_path, sock, metrics),
+            name=f"signer-http-{index}",
+        )
+        child.start()
+        self._children[index] = child
+
+    def _watch(self, sockets: list[socket.socket], metrics: str) -> None:
+        while True:
+            while self._signals:
+                signum = self._signals.pop(0)
+                if signum == signal.SIGHUP:
+                    self._forward(signal.SIGHUP)
+                else:
+                    return
+            sentinels = {c.sentinel: i for i, c in enumerate(self._children) if c is not None}
+            for ready in wait(list(sentinels), timeout=0.2):
+                index = sentinels[ready]  # type: ignore[index]
+                dead = self._children[index]
+                assert dead is not None
+                log.error("HTTP process died; starting another", exit_code=dead.exitcode)
+                dead.join()
+                time.sleep(RESTART_PAUSE)
+                if not self._signals:
+                    self._start(index, sockets[index], metrics)
+
+    def _forward(self, signum: int) -> None:
+        for child in self._children:
+            if child is not None and child.is_alive() and child.pid:
+                os.kill(child.pid, signum)
+
+    def _stop_all(self) -> None:
+        self._forward(signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.server.shutdown_timeout + 10
+        for child in self._children:
+            if child is None:
+                continue
+            child.join(max(0.0, deadline - time.monotonic()))
+            if child.is_alive():
+                child.kill()
+                child.join()
+
+
+def supervise(settings: Settings, config_path: Path | None) -> None:
+    """Entry point of ``signer serve`` when ``[server] processes`` is above 1."""
+    configure(settings.server.log_format, settings.server.log_level)
+    Supervisor(settings, config_path).run()

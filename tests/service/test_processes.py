@@ -1,0 +1,141 @@
+"""`[server] processes = 2`: two HTTP processes on one port under a supervisor."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.service.conftest import V1_APP, V2_APP, Deployment, write_config
+from tests.service.test_process import Server, serve
+
+
+def two_processes(deployment: Deployment) -> Path:
+    config = deployment.config
+    config.write_text(
+        config.read_text().replace(
+            "max_body_bytes = 65536", "max_body_bytes = 65536\nprocesses = 2"
+        )
+    )
+    return config
+
+
+def http_processes(server: Server) -> list[int]:
+    """The supervisor's children that serve HTTP (not multiprocessing's resource tracker)."""
+    return [
+        pid
+        for pid in server.children()
+        if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    pending = [pid]
+    while pending:
+        path = Path(f"/proc/{pending.pop()}/task")
+        for task in path.glob("*/children") if path.exists() else []:
+            for child in map(int, task.read_text().split()):
+                if child not in found:
+                    found.add(child)
+                    pending.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+
+
+def signed_total(url: str) -> float:
+    text = httpx.get(f"{url}/metrics").text
+    return sum(
+        float(value)
+        for value in re.findall(r"^signer_tokens_signed_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)
+    )
+
+
+def wait_for(condition: object, what: str, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.1)
+
+
+class TestSeveralProcesses:
+    def test_both_answer_on_one_port_and_metrics_add_up(
+        self, tmp_path: Path, deployment: Deployment
+    ) -> None:
+        """Connections spread over both processes (their request ids carry different
+        process tags), and /metrics of either reports the signatures of both."""
+        with serve(tmp_path, "--config", str(two_processes(deployment))) as server:
+            assert len(http_processes(server)) == 2
+            tags = set()
+            for n in range(60):  # a new connection each: the kernel spreads them
+                r = httpx.post(
+                    f"{server.url}/v1/usersig",
+                    json={"sdkappid": V2_APP, "userid": f"spread{n}"},
+                    headers=deployment.headers(),
+                )
+                assert r.status_code == 200
+                tags.add(r.headers["X-Request-ID"][:16])
+            assert len(tags) == 2
+            wait_for(lambda: signed_total(server.url) == 60, "60 signatures in /metrics")
+
+    def test_sighup_reaches_every_process_and_sigterm_leaves_nothing(
+        self, tmp_path: Path, deployment: Deployment
+    ) -> None:
+        """A reload reaches both processes; SIGTERM stops them, their signing workers
+        and the supervisor, with exit status 0."""
+        config = two_processes(deployment)
+        with serve(tmp_path, "--config", str(config)) as server:
+            family = descendants(server.process.pid)
+            assert len(family) >= 4  # two HTTP processes, each with a signing worker
+            write_config(deployment.directory, v1_version="3")
+            two_processes(deployment)
+            server.process.send_signal(signal.SIGHUP)
+
+            def all_rotated() -> bool:
+                versions = {
+                    httpx.post(
+                        f"{server.url}/v1/usersig",
+                        json={"sdkappid": V1_APP, "userid": f"rot{n}"},
+                        headers=deployment.headers(),
+                    ).json()["key_version"]
+                    for n in range(20)
+                }
+                return versions == {"3"}
+
+            wait_for(all_rotated, "every process signs with key version 3")
+            server.process.send_signal(signal.SIGTERM)
+            assert server.process.wait(timeout=30) == 0
+        wait_for(lambda: not any(alive(pid) for pid in family), "no process left", 10)
+
+    def test_a_killed_process_is_replaced_and_no_request_fails(
+        self, tmp_path: Path, deployment: Deployment
+    ) -> None:
+        """SIGKILL of one HTTP process: the supervisor starts another, and requests on
+        new connections meanwhile wait in the listening socket's backlog, never refused."""
+        with serve(tmp_path, "--config", str(two_processes(deployment))) as server:
+            victim = http_processes(server)[0]
+            os.kill(victim, signal.SIGKILL)
+            for n in range(40):
+                r = httpx.post(
+                    f"{server.url}/v1/usersig",
+                    json={"sdkappid": V2_APP, "userid": f"after{n}"},
+                    headers=deployment.headers(),
+                    timeout=30,
+                )
+                assert r.status_code == 200
+            wait_for(
+                lambda: len(http_processes(server)) == 2 and victim not in http_processes(server),
+                "a replacement process",
+            )
+            assert "HTTP process died" in server.log()
