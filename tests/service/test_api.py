@@ -507,6 +507,36 @@ class TestReviewFindings:
         )
         assert r.status == 400 and (await r.json())["error"]["code"] == "malformed_body"
 
+    @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+    async def test_compressed_bodies_are_read_and_bombs_are_413(
+        self, client: TestClient, deployment: Deployment, encoding: str
+    ) -> None:
+        """A compressed body is accepted; one that inflates past max_body_bytes is a 413,
+        whatever its compressed size (the cap counts decompressed bytes)."""
+        import zlib
+
+        import brotli
+
+        def pack(data: bytes) -> bytes:
+            if encoding == "br":
+                return bytes(brotli.compress(data))
+            wbits = 31 if encoding == "gzip" else 15
+            compressor = zlib.compressobj(9, zlib.DEFLATED, wbits)
+            return compressor.compress(data) + compressor.flush()
+
+        headers = {
+            **deployment.headers(),
+            "Content-Type": "application/json",
+            "Content-Encoding": encoding,
+        }
+        body = json.dumps({"sdkappid": V2_APP, "userid": "zipped"}).encode()
+        r = await client.post("/v1/usersig", data=pack(body), headers=headers)
+        assert r.status == 200 and (await r.json())["userid"] == "zipped"
+        bomb = pack(b'{"sdkappid": 1400000002, "userid": "' + b" " * (8 << 20) + b'"}')
+        assert len(bomb) < 64 * 1024  # under the cap as sent
+        r = await client.post("/v1/usersig", data=bomb, headers=headers)
+        assert r.status == 413 and (await r.json())["error"]["code"] == "body_too_large"
+
     async def test_empty_userbuf_is_not_the_same_token_as_none(
         self, client: TestClient, deployment: Deployment
     ) -> None:
