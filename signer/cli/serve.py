@@ -34,3 +34,5 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
         run(config_path, overrides)
     except ConfigError as exc:
         raise BadInput("configuration rejected: " + "; ".join(exc.problems)) from None
+    except OSError as exc:  # the bind address: in use, not ours, or not an address here
+        raise BadInput(f"cannot listen on the configured address: {exc}") from None

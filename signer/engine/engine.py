@@ -251,9 +251,9 @@ class Engine:
         Every key is loaded first; if one is bad the error is raised and nothing changes.
         """
         signers = keyset.build_signers()
-        self._keyset, self._signers = keyset, signers
         if self._pool is not None:
-            await self._pool.reload(keyset)
+            await self._pool.reload(keyset)  # raises, changing nothing, if workers fail
+        self._keyset, self._signers = keyset, signers
 
     async def close(self) -> None:
         """Refuse new work, finish what is queued, stop every worker process."""

@@ -28,6 +28,8 @@ from collections.abc import Callable, Coroutine
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
+import structlog
+
 from signer.engine import worker
 from signer.engine.errors import WorkerCrashed
 from signer.engine.keyset import KeySet
@@ -35,8 +37,10 @@ from signer.engine.requests import SignRequest, WireResult
 
 START_METHOD = "spawn"
 STOP_TIMEOUT = 5.0
+RESPAWN_PAUSE = 0.5
 T = TypeVar("T")
 _HEADER = struct.Struct("!i")  # multiprocessing.Connection's framing: the worker uses it
+log = structlog.get_logger("signer.engine")
 
 
 class _WorkerDied(Exception):
@@ -114,13 +118,13 @@ class _Worker:
         self._writer, _ = await loop.connect_write_pipe(asyncio.Protocol, self._inbox)
         self._reader, _ = await loop.connect_read_pipe(lambda: _Results(self), self._outbox)
 
-    def send(self, number: int, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def send(self, data: bytes) -> None:
         assert self._writer is not None
-        data = pickle.dumps((number, func, args), pickle.HIGHEST_PROTOCOL)
         self._writer.writelines((_HEADER.pack(len(data)), data))
 
-    def lost(self) -> None:
-        """The result pipe closed: the process is gone, or we closed it ourselves."""
+    def lost(self, report: bool = True) -> None:
+        """The result pipe closed: the process is gone (``report`` it to the pool), or
+        the pool is closing it. Either way no call waiting on it may hang."""
         if not self.alive:
             return
         self.alive = False
@@ -128,7 +132,8 @@ class _Worker:
             if not future.done():
                 future.set_exception(_WorkerDied())
         self.calls.clear()
-        self._on_death(self)
+        if report:
+            self._on_death(self)
 
     def finish(self) -> None:
         """Let the worker exit once it has answered what it holds (end-of-file on its pipe)."""
@@ -148,7 +153,7 @@ class _Worker:
         self.process.close()
 
     def close_transports(self) -> None:
-        self.alive = False
+        self.lost(report=False)
         for transport in (self._writer, self._reader):
             if transport is not None:
                 transport.close()
@@ -182,10 +187,16 @@ class WorkerPool:
     async def _start_generation(self, keyset: KeySet) -> list[_Worker]:
         fresh = [self._spawn(keyset) for _ in range(self.workers)]
         try:
-            await asyncio.gather(*(self._start(w) for w in fresh))
-        except BaseException:
+            outcomes = await asyncio.gather(
+                *(self._start(w) for w in fresh), return_exceptions=True
+            )
+        except BaseException:  # cancelled: the started workers must not linger
             await asyncio.gather(*(self._reap(w, 0) for w in fresh))
             raise
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        if failed:
+            await asyncio.gather(*(self._reap(w, 0) for w in fresh))
+            raise failed[0]
         return fresh
 
     def _spawn(self, keyset: KeySet) -> _Worker:
@@ -237,9 +248,10 @@ class WorkerPool:
 
     def _send(self, chosen: _Worker, func: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         number = next(self._numbers)
+        data = pickle.dumps((number, func, args), pickle.HIGHEST_PROTOCOL)  # may raise
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         chosen.calls[number] = future
-        chosen.send(number, func, args)
+        chosen.send(data)
         return future
 
     def _died(self, dead: _Worker) -> None:
@@ -264,12 +276,18 @@ class WorkerPool:
         self._on_restart()
         await self._reap(dead, 0)
         while not self._closed:
-            fresh = self._spawn(self._keyset)
+            try:
+                fresh = self._spawn(self._keyset)
+            except Exception as exc:  # e.g. out of file descriptors or processes
+                log.error("cannot start a worker process", error=repr(exc))
+                await asyncio.sleep(RESPAWN_PAUSE)
+                continue
             try:
                 await self._start(fresh)
-            except WorkerCrashed:
+            except Exception as exc:
+                log.error("a new worker process failed to start", error=repr(exc))
                 await self._reap(fresh, 0)
-                await asyncio.sleep(0.5)  # do not spin if workers cannot start at all
+                await asyncio.sleep(RESPAWN_PAUSE)  # do not spin if workers cannot start
                 continue
             index = self._current.index(dead) if dead in self._current else None
             if index is None:  # a reload replaced the generation meanwhile

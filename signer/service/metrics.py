@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import uuid
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,7 +58,7 @@ class ServiceMetrics:
             [m.name, m.documentation, m.type, [[x.name, x.labels, x.value] for x in m.samples]]
             for m in self.registry.collect()
         ]
-        target = self.shared / f"{os.getpid()}.json"
+        target = self.shared / f"{os.getpid()}-{_PROCESS_TOKEN}.json"
         temporary = target.with_suffix(".tmp")
         temporary.write_bytes(orjson.dumps(families))
         os.replace(temporary, target)
@@ -132,7 +133,7 @@ class _SharedCollector(Collector):
                 snapshot = orjson.loads(path.read_bytes())
             except (OSError, orjson.JSONDecodeError):
                 continue  # being replaced right now, or gone
-            alive = _alive(int(path.stem))
+            alive = _alive(int(path.stem.partition("-")[0]))
             for name, documentation, kind, samples in snapshot:
                 if kind == "gauge" and not alive:
                     continue
@@ -145,11 +146,12 @@ class _SharedCollector(Collector):
                     else:
                         merged[key] = merged.get(key, 0.0) + value
         for name, family in families.items():
-            for (sample_name, labels), value in sorted(values[name].items()):
+            for (sample_name, labels), value in values[name].items():  # in exposition order
                 family.add_sample(sample_name, dict(labels), value)
             yield family
 
 
+_PROCESS_TOKEN = uuid.uuid4().hex[:12]  # a reused pid must not overwrite a dead one's counts
 _MINIMUM_GAUGES = {"signer_cache_up"}  # up only if every process reaches the cache
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ class ServiceState:
     metrics: ServiceMetrics
     started_at: float = 0.0
     _policies: dict[int, AppPolicy] = field(default_factory=dict)
+    _reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
     def create(
@@ -87,14 +89,19 @@ class ServiceState:
 
         Apps, keys, callers, auth, rate limits, batch limits and the cache's lifetimes
         take effect at once; :func:`restart_only_changes` names what does not."""
-        runtime = build_runtime(settings)
-        await self.engine.reload(runtime.keyset)
+        async with self._reloading:  # two SIGHUPs in a row: the second waits its turn
+            runtime = build_runtime(settings)
+            await self.engine.reload(runtime.keyset)
+            self._switch(runtime)
+        return runtime
+
+    def _switch(self, runtime: Runtime) -> None:
+        settings = runtime.settings
         previous, self.runtime = self.runtime.settings, runtime
         self._policies = {}
         limits = settings.rate_limit
         if (limits.rate, limits.burst) != (previous.rate_limit.rate, previous.rate_limit.burst):
             self.limiter = RateLimiter(limits.rate, limits.burst)  # else callers keep buckets
-        return runtime
 
 
 # What a running process cannot change: its socket, logging, worker pool and cache client.

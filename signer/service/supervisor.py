@@ -24,15 +24,28 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from signer.config import Settings
+from signer.config import ConfigError, Settings, load_settings
 from signer.service.logs import configure, get_logger
 
 log = get_logger("signer.supervisor")
 RESTART_PAUSE = 1.0  # a child that cannot start must not be restarted in a tight loop
+EARLY_DEATH = 10.0  # a child that dies this soon after starting failed to start
+MAX_EARLY_DEATHS = 5  # in a row: then the service gives up instead of looping for ever
+
+
+class GaveUp(Exception):
+    """The HTTP processes keep dying as they start."""
 
 
 def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
-    """``count`` sockets listening on one port; port 0 picks a free one for all of them."""
+    """``count`` sockets listening on one port; port 0 picks a free one for all of them.
+
+    A probe binds the port first without SO_REUSEPORT, so that a port already served by
+    another process (even with SO_REUSEPORT) is an error, not a silent share of its traffic.
+    """
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, port))
+        port = probe.getsockname()[1]
     sockets: list[socket.socket] = []
     try:
         for _ in range(count):
@@ -52,6 +65,14 @@ def _child(settings: Settings, config_path: Path | None, sock: socket.socket, me
 
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve() handles it: not fatal
+    if config_path is not None and not settings.dev_mode:
+        # A child started again after a SIGHUP must serve what its siblings reloaded.
+        server = settings.server
+        try:
+            settings = load_settings(config_path, {"host": server.host, "port": server.port})
+        except ConfigError as exc:
+            log.error("config file unusable; starting with the previous one", problems=exc.problems)
     run_child(settings, config_path, sock, Path(metrics))
 
 
@@ -62,7 +83,8 @@ class Supervisor:
         self.count = settings.server.processes
         self._context = multiprocessing.get_context("spawn")
         self._children: list[BaseProcess | None] = [None] * self.count
-        self._stopping = False
+        self._started = [0.0] * self.count
+        self._early_deaths = 0
         self._signals: list[int] = []
 
     def run(self) -> None:
@@ -98,6 +120,7 @@ class Supervisor:
         )
         child.start()
         self._children[index] = child
+        self._started[index] = time.monotonic()
 
     def _watch(self, sockets: list[socket.socket], metrics: str) -> None:
         while True:
@@ -112,8 +135,15 @@ class Supervisor:
                 index = sentinels[ready]  # type: ignore[index]
                 dead = self._children[index]
                 assert dead is not None
-                log.error("HTTP process died; starting another", exit_code=dead.exitcode)
                 dead.join()
+                if time.monotonic() - self._started[index] < EARLY_DEATH:
+                    self._early_deaths += 1
+                    if self._early_deaths >= MAX_EARLY_DEATHS:
+                        log.error("HTTP processes keep dying as they start; giving up")
+                        raise GaveUp()
+                else:
+                    self._early_deaths = 0
+                log.error("HTTP process died; starting another", exit_code=dead.exitcode)
                 time.sleep(RESTART_PAUSE)
                 if not self._signals:
                     self._start(index, sockets[index], metrics)
@@ -138,4 +168,7 @@ class Supervisor:
 def supervise(settings: Settings, config_path: Path | None) -> None:
     """Entry point of ``signer serve`` when ``[server] processes`` is above 1."""
     configure(settings.server.log_format, settings.server.log_level)
-    Supervisor(settings, config_path).run()
+    try:
+        Supervisor(settings, config_path).run()
+    except GaveUp:
+        raise SystemExit(1) from None

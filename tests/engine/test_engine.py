@@ -33,6 +33,7 @@ from signer.engine import (
     SignRequest,
     UnknownApp,
 )
+from signer.engine.errors import WorkerCrashed
 from tests.engine.conftest import V1_APP, V2_APP
 
 
@@ -204,6 +205,63 @@ class TestResilience:
         with pytest.raises(SignerError):
             await engine.reload(bad)
         assert isinstance(await engine.sign(SignRequest(V1_APP, "still")), IssuedToken)
+
+
+class TestPoolFailures:
+    async def test_a_worker_that_cannot_be_replaced_at_once_is_replaced_later(
+        self, keyset: KeySet, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """If starting the replacement of a killed worker fails (no file descriptors,
+        say), the pool keeps trying; no request hangs meanwhile."""
+        from signer.engine import pool as pool_module
+
+        async with Engine(keyset, EngineSettings(workers=1, max_batch=8)) as engine:
+            real_spawn = pool_module.WorkerPool._spawn
+            failures = []
+
+            def flaky_spawn(self: pool_module.WorkerPool, keys: KeySet) -> object:
+                if not failures:
+                    failures.append(1)
+                    raise OSError(24, "Too many open files")
+                return real_spawn(self, keys)
+
+            monkeypatch.setattr(pool_module, "RESPAWN_PAUSE", 0.05)
+            monkeypatch.setattr(pool_module.WorkerPool, "_spawn", flaky_spawn)
+            os.kill(engine.worker_pids()[0], 9)
+            token = await asyncio.wait_for(engine.sign(SignRequest(V1_APP, "later")), 30)
+            assert token.userid == "later" and failures == [1]
+
+    async def test_a_reload_whose_workers_fail_changes_nothing(
+        self, keyset: KeySet, v1_key: EcPrivateKey, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """New workers that die while starting make reload raise; the old keys keep
+        signing everywhere (inline v2 included), and the old workers keep serving."""
+        from signer.core import generate_private_key
+        from signer.engine import pool as pool_module
+
+        rotated = KeySet.of([AppKey.from_private_key(V1_APP, generate_private_key(), "9")])
+        async with Engine(keyset, EngineSettings(workers=2, max_batch=8)) as engine:
+            before = engine.worker_pids()
+
+            async def dying_start(self: pool_module.WorkerPool, fresh: object) -> None:
+                raise WorkerCrashed("a worker process died while starting")
+
+            monkeypatch.setattr(pool_module.WorkerPool, "_start", dying_start)
+            with pytest.raises(WorkerCrashed):
+                await engine.reload(rotated)
+            assert engine.keyset is keyset and engine.worker_pids() == before
+            token = await engine.sign(SignRequest(V1_APP, "still"))
+            verify(token.usersig, userid="still", sdkappid=V1_APP, key=v1_key.public_key())
+
+    async def test_a_call_that_cannot_be_pickled_fails_alone(self, engine: Engine) -> None:
+        """An argument pickle refuses raises to its caller and leaves no call pending."""
+        import threading
+
+        assert engine._pool is not None
+        with pytest.raises(TypeError):
+            await engine._pool.call(len, threading.Lock())
+        assert all(not w.calls for w in engine._pool._current)
+        assert (await engine.sign(SignRequest(V1_APP, "fine"))).userid == "fine"
 
 
 class TestShutdown:

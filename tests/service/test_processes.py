@@ -139,3 +139,24 @@ class TestSeveralProcesses:
                 "a replacement process",
             )
             assert "HTTP process died" in server.log()
+
+    def test_a_port_already_served_is_an_error_not_a_share(
+        self, tmp_path: Path, deployment: Deployment
+    ) -> None:
+        """A second `signer serve` with several processes on a port another one already
+        serves (with SO_REUSEPORT) stops with one line, instead of taking half its traffic."""
+        import subprocess
+        import sys
+
+        config = two_processes(deployment)
+        with serve(tmp_path, "--config", str(config)) as server:
+            command = [sys.executable, "-m", "signer", "serve", "--config", str(config)]
+            second = subprocess.run(
+                [*command, "--port", str(server.port)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert second.returncode == 2
+            assert "cannot listen" in second.stderr and "in use" in second.stderr
+            assert "Traceback" not in second.stderr
