@@ -26,6 +26,8 @@ from signer.service.handlers import CALLER, OUTCOME, SDKAPPID, STATE
 from signer.service.logs import get_logger, info_enabled
 
 X_REQUEST_ID = istr("X-Request-ID")
+# A metrics label must not take any value a client sends: other methods count as OTHER.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = get_logger("signer.access")
@@ -77,7 +79,8 @@ def guarded(handler: Handler, route: str, authenticated: bool = True) -> Handler
             ).response()
         response.headers[X_REQUEST_ID] = request_id
         seconds = time.perf_counter() - start
-        state.metrics.observe(route, request.method, response.status, seconds)
+        method = request.method if request.method in _METHODS else "OTHER"
+        state.metrics.observe(route, method, response.status, seconds)
         if info_enabled():
             _access_line(request, request_id, route, response, caller, seconds)
         return response

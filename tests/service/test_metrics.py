@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aiohttp.test_utils import TestClient
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -47,3 +48,17 @@ class TestHttpMetrics:
         text = generate_latest(ServiceMetrics().registry).decode()
         assert "# TYPE signer_http_requests_total counter" in text
         assert "signer_http_requests_total{" not in text
+
+
+class TestMetricLabels:
+    async def test_a_made_up_method_does_not_make_a_series_of_its_own(
+        self, client: TestClient
+    ) -> None:
+        """Methods outside the usual set (WebDAV's, say: the HTTP parser takes them) are
+        counted as OTHER, so the label stays a bounded set."""
+        for method in ("PROPFIND", "MKCOL", "SEARCH"):
+            r = await client.request(method, "/healthz")
+            assert r.status == 405
+        text = await (await client.get("/metrics")).text()
+        assert 'method="OTHER",route="/healthz",status="405"} 3.0' in text
+        assert "PROPFIND" not in text and "MKCOL" not in text
