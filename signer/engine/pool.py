@@ -38,6 +38,7 @@ from signer.engine.requests import SignRequest, WireResult
 START_METHOD = "spawn"
 STOP_TIMEOUT = 5.0
 RESPAWN_PAUSE = 0.5
+CALL_TIMEOUT = 30.0  # seconds; a batch takes milliseconds, a bulk chunk well under one
 T = TypeVar("T")
 _HEADER = struct.Struct("!i")  # multiprocessing.Connection's framing: the worker uses it
 log = structlog.get_logger("signer.engine")
@@ -169,6 +170,7 @@ class WorkerPool:
         on_restart: Callable[[], None] = lambda: None,
     ) -> None:
         self.workers = workers
+        self.call_timeout = CALL_TIMEOUT
         self._context = multiprocessing.get_context(START_METHOD)
         self._keyset = keyset
         self._on_restart = on_restart
@@ -230,8 +232,15 @@ class WorkerPool:
         for _ in (1, 2):
             chosen = await self._choose()
             try:
-                result: T = await self._send(chosen, func, args)
+                async with asyncio.timeout(self.call_timeout):
+                    result: T = await self._send(chosen, func, args)
             except _WorkerDied:
+                continue
+            except TimeoutError:
+                # A worker that hangs holds its calls for ever: kill it. Its other calls
+                # fail over, a new worker takes its place, and this call is tried again.
+                log.error("worker call timed out; killing the worker", pid=chosen.process.pid)
+                chosen.process.kill()
                 continue
             return result
         raise WorkerCrashed("a worker process died twice while signing this batch")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import time
@@ -252,6 +254,27 @@ class TestPoolFailures:
             assert engine.keyset is keyset and engine.worker_pids() == before
             token = await engine.sign(SignRequest(V1_APP, "still"))
             verify(token.usersig, userid="still", sdkappid=V1_APP, key=v1_key.public_key())
+
+    async def test_a_hung_worker_is_killed_and_its_call_retried(self, engine: Engine) -> None:
+        """A worker that stops answering (SIGSTOP) is killed after the call timeout; the
+        call is retried on another worker and a replacement starts."""
+        assert engine._pool is not None
+        engine._pool.call_timeout = 0.5
+        victim = engine.worker_pids()[0]
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            tokens = await asyncio.wait_for(
+                asyncio.gather(*(engine.sign(SignRequest(V1_APP, f"h{i}")) for i in range(40))),
+                20,
+            )
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+        assert [t.userid for t in tokens] == [f"h{i}" for i in range(40)]
+        deadline = asyncio.get_running_loop().time() + 20
+        while victim in engine.worker_pids() or len(engine.worker_pids()) < 2:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
 
     async def test_a_call_that_cannot_be_pickled_fails_alone(self, engine: Engine) -> None:
         """An argument pickle refuses raises to its caller and leaves no call pending."""
