@@ -18,8 +18,11 @@ from signer.service.metrics import ServiceMetrics
 def engine_settings(settings: Settings) -> EngineSettings:
     config = settings.engine
     defaults = EngineSettings()
-    # Several HTTP processes share the cores: by default each gets its part of them.
-    workers = config.workers or max(1, defaults.workers // settings.server.processes)
+    workers = config.workers or defaults.workers
+    if not config.workers and settings.server.processes > 1:
+        # Several HTTP processes share the cores: each gets its part of them, but at least
+        # two, because the kernel may hand one process most of a few busy connections.
+        workers = max(2, defaults.workers // settings.server.processes)
     return EngineSettings(
         workers=workers,
         max_batch=config.max_batch,
