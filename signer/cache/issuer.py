@@ -171,14 +171,14 @@ class TokenIssuer:
         replacing: CachedToken | None,
     ) -> Issued:
         """Sign under the store's lease, or wait (bounded) for the instance that holds it."""
+        if self.cache.process_local:  # nobody else signs for this store: no lease needed
+            return await self._sign(app, key, userbuf)
 
         def result(entry: CachedToken | None) -> bool:
             fresh = replacing is None or (entry is not None and entry.usersig != replacing.usersig)
             # A re-read while signing is not a lookup of its own: it is not counted.
             return entry is not None and fresh and self._verdict(entry, key, app) == "hit"
 
-        if self.cache.process_local:  # nobody else signs for this store: no lease needed
-            return await self._sign(app, key, userbuf)
         won, entry = await self.cache.acquire_lease(key, app.lease_seconds)
         if won:
             try:
