@@ -100,12 +100,10 @@ class _Worker:
     def __init__(self, keyset: KeySet, context: Any, on_death: Callable[[_Worker], None]) -> None:
         inbox_reader, self._inbox = context.Pipe(duplex=False)
         self._outbox, outbox_writer = context.Pipe(duplex=False)
+        self._child_ends = (inbox_reader, outbox_writer)
         self.process = context.Process(
             target=_serve, args=(keyset, inbox_reader, outbox_writer), daemon=True
         )
-        self.process.start()
-        inbox_reader.close()  # the child holds its own copies now
-        outbox_writer.close()
         self.calls: dict[int, asyncio.Future[Any]] = {}
         self.alive = True
         self.retiring = False
@@ -114,7 +112,13 @@ class _Worker:
         self._writer: asyncio.WriteTransport | None = None
         self._reader: asyncio.ReadTransport | None = None
 
-    async def connect(self) -> None:
+    async def launch(self) -> None:
+        """Start the process and connect its pipes. Starting runs in a thread: a spawn
+        fork-execs an interpreter and writes it the pickled key set, milliseconds (or more,
+        for many keys) that the event loop must not stand still for."""
+        await asyncio.to_thread(self.process.start)
+        for end in self._child_ends:
+            end.close()  # the child holds its own copies now
         loop = asyncio.get_running_loop()
         self._writer, _ = await loop.connect_write_pipe(asyncio.Protocol, self._inbox)
         self._reader, _ = await loop.connect_read_pipe(lambda: _Results(self), self._outbox)
@@ -147,6 +151,10 @@ class _Worker:
         if self._stopped:
             return
         self._stopped = True
+        if self.process.pid is None:  # never started
+            for end in (*self._child_ends, self._inbox, self._outbox):
+                end.close()
+            return
         self.process.join(timeout)
         if self.process.is_alive():
             self.process.kill()
@@ -207,7 +215,7 @@ class WorkerPool:
         return fresh
 
     async def _start(self, fresh: _Worker) -> None:
-        await fresh.connect()
+        await fresh.launch()
         try:
             await self._send(fresh, worker.ready, ())
         except _WorkerDied:
