@@ -25,6 +25,7 @@ import pickle
 import signal
 import struct
 from collections.abc import Callable, Coroutine
+from concurrent.futures import Executor, ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
@@ -112,11 +113,11 @@ class _Worker:
         self._writer: asyncio.WriteTransport | None = None
         self._reader: asyncio.ReadTransport | None = None
 
-    async def launch(self) -> None:
-        """Start the process and connect its pipes. Starting runs in a thread: a spawn
-        fork-execs an interpreter and writes it the pickled key set, milliseconds (or more,
-        for many keys) that the event loop must not stand still for."""
-        await asyncio.to_thread(self.process.start)
+    async def launch(self, spawner: Executor) -> None:
+        """Start the process and connect its pipes. Starting runs on ``spawner``'s thread:
+        a spawn fork-execs an interpreter and writes it the pickled key set, milliseconds
+        (or more, for many keys) that the event loop must not stand still for."""
+        await asyncio.get_running_loop().run_in_executor(spawner, self.process.start)
         for end in self._child_ends:
             end.close()  # the child holds its own copies now
         loop = asyncio.get_running_loop()
@@ -188,6 +189,9 @@ class WorkerPool:
         self._ready = asyncio.Event()
         self._closed = False
         self._starting: set[asyncio.Task[None]] = set()
+        # One thread starts every worker and lives as long as the pool: Linux sends a
+        # worker its die-with-parent signal when the *thread* that forked it ends.
+        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="signer-spawn")
 
     async def warm_up(self) -> None:
         """Start every worker and wait until each has loaded its keys."""
@@ -215,7 +219,7 @@ class WorkerPool:
         return fresh
 
     async def _start(self, fresh: _Worker) -> None:
-        await fresh.launch()
+        await fresh.launch(self._spawner)
         try:
             await self._send(fresh, worker.ready, ())
         except _WorkerDied:
@@ -336,4 +340,5 @@ class WorkerPool:
         for w in everyone:
             w.close_transports()
         self._everyone.clear()
+        self._spawner.shutdown(wait=False)  # every worker it started has exited
         await asyncio.sleep(0)  # let the transports run their connection_lost (closes fds)

@@ -37,8 +37,12 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def children(self) -> list[int]:
-        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return [int(p) for p in path.read_text().split()] if path.exists() else []
+        """Child processes, whichever thread started them (the pool starts its workers
+        from a helper thread, and Linux lists a child under the thread that forked it)."""
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        return sorted(
+            int(pid) for path in tasks.glob("*/children") for pid in path.read_text().split()
+        )
 
 
 @contextmanager
