@@ -46,15 +46,7 @@ class Issued(NamedTuple):
 
     @classmethod
     def from_token(cls, token: IssuedToken) -> Issued:
-        return cls(
-            token.usersig,
-            token.userid,
-            token.sdkappid,
-            token.issued_at,
-            token.issued_at + token.expire,
-            token.key_version,
-            False,
-        )
+        return cls(*CachedToken.of(token), False)
 
 
 @dataclass(frozen=True, slots=True)
