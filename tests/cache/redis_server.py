@@ -61,13 +61,17 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        self._wait_until_up("redis-server")
+        return self
+
+    def _wait_until_up(self, what: str) -> None:
+        """Until the server answers PING; stopped, with an error, if it never does."""
         deadline = time.monotonic() + 10
         while self.cli("PING") != "PONG":
             if time.monotonic() > deadline or self.process.poll() is not None:
                 self.stop()
-                raise RuntimeError(f"redis-server on port {self.port} did not start")
+                raise RuntimeError(f"{what} on port {self.port} did not start")
             time.sleep(0.02)
-        return self
 
     def cli(self, *args: str) -> str:
         result = subprocess.run(
@@ -174,12 +178,7 @@ class SentinelNode(RedisServer):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while self.cli("PING") != "PONG":
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"sentinel on port {self.port} did not start")
-            time.sleep(0.02)
+        self._wait_until_up("sentinel")
         return self
 
     def master_state(self, service: str) -> dict[str, str]:
