@@ -55,7 +55,11 @@ async def serve(
     shared_metrics: Path | None = None,
 ) -> None:
     """Run one service process until SIGTERM. ``sock`` and ``shared_metrics`` are given
-    to the children of a supervisor (several processes on one port)."""
+    to the children of a supervisor (several processes on one port).
+
+    SIGHUP is held back (blocked) until its handler is in place, so a reload asked for
+    during start-up happens once the service is up rather than killing it or going lost."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     runtime = build_runtime(settings)
     announce(runtime)
     cache = settings.cache
@@ -96,6 +100,7 @@ async def serve(
     loop.add_signal_handler(
         signal.SIGHUP, lambda: asyncio.ensure_future(_reload(state, config_path, overrides))
     )
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # a pending one runs now
     await stop.wait()
     log.info("stopping: draining in-flight requests", timeout_s=settings.server.shutdown_timeout)
     await runner.cleanup()  # stops accepting, waits for handlers, then closes the engine

@@ -65,7 +65,8 @@ def _child(settings: Settings, config_path: Path | None, sock: socket.socket, me
 
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve() handles it: not fatal
+    # SIGHUP arrives blocked (see Supervisor._start) and stays pending until serve()
+    # handles it: ignoring it instead would drop a reload sent while this child starts.
     if config_path is not None and not settings.dev_mode:
         # A child started again after a SIGHUP must serve what its siblings reloaded.
         server = settings.server
@@ -118,7 +119,14 @@ class Supervisor:
             args=(self.settings, self.config_path, sock, metrics),
             name=f"signer-http-{index}",
         )
-        child.start()
+        # Spawned with SIGHUP blocked (the mask survives fork and exec): a reload sent
+        # while the child imports and loads its keys waits for serve() instead of killing
+        # it (the default action) or being lost.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        try:
+            child.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         self._children[index] = child
         self._started[index] = time.monotonic()
 

@@ -46,7 +46,11 @@ class Server:
 
 
 @contextmanager
-def serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+def serve(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None, wait_ready: bool = True
+) -> Iterator[Server]:
+    """A `signer serve` subprocess on a free port, stopped with SIGTERM on exit. By
+    default it is yielded once /readyz answers; ``wait_ready=False`` yields it at once."""
     port = free_port()
     log = tmp_path / f"serve-{port}.log"
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNER_")}
@@ -61,7 +65,7 @@ def serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Iter
     server = Server(process, port, log)
     try:
         deadline = time.monotonic() + 30
-        while True:
+        while wait_ready:
             if process.poll() is not None:
                 raise AssertionError(f"serve exited {process.returncode}:\n{server.log()}")
             try:

@@ -118,6 +118,27 @@ class TestSeveralProcesses:
             assert server.process.wait(timeout=30) == 0
         wait_for(lambda: not any(alive(pid) for pid in family), "no process left", 10)
 
+    def test_a_reload_asked_for_during_start_up_is_kept_and_not_fatal(
+        self, tmp_path: Path, deployment: Deployment
+    ) -> None:
+        """SIGHUPs while the HTTP processes still import and load their keys neither kill
+        them (SIGHUP's default action) nor go lost: each process reloads once it is up."""
+        config = two_processes(deployment)
+        with serve(tmp_path, "--config", str(config), wait_ready=False) as server:
+            wait_for(lambda: "supervising HTTP processes" in server.log(), "the supervisor")
+            write_config(deployment.directory, v1_version="3")
+            two_processes(deployment)
+            for _ in range(10):  # over the children's first half second
+                server.process.send_signal(signal.SIGHUP)
+                time.sleep(0.05)
+            wait_for(
+                lambda: server.log().count("configuration reloaded") >= 2,
+                "a reload in each HTTP process",
+                30,
+            )
+            assert "HTTP process died" not in server.log()
+            assert len(http_processes(server)) == 2
+
     def test_a_killed_process_is_replaced_and_no_request_fails(
         self, tmp_path: Path, deployment: Deployment
     ) -> None:
