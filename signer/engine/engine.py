@@ -1,12 +1,15 @@
 """The signing engine: single sign requests in, micro-batches to worker processes out.
 
 A round trip to a worker process costs the event loop and the worker ~0.1-0.4 ms, several
-P-256 signatures, so requests that arrive together are coalesced. A request that finds a
-worker idle leaves at once (no added latency at low load), and a backlog is spread over
-the idle workers in large batches. While every worker is busy, requests gather until a
+P-256 signatures, so requests that arrive together are coalesced. A request that finds
+every worker idle leaves at once (no added latency at low load), and a backlog is spread
+over the idle workers in large batches. While a worker is busy, requests gather until a
 batch comes back (its worker takes all that waits), or until they fill ``max_batch`` or
-have waited ``max_delay``, when they queue behind a worker's current batch so it never
-idles between two. Under load, batches grow on their own.
+have waited ``max_delay``: only then do they wake an idle worker, or queue behind a busy
+one's current batch so it never idles between two. Under load batches grow on their own,
+and steady single requests keep one worker busy with large batches instead of waking
+every worker for a few tokens each (fewer round trips and process wake-ups, which on a
+small machine took the CPU from the event loop: docs/PERFORMANCE.md).
 v2 (HMAC) tokens cost ~12 µs of CPU, less than the round trip, and are signed inline on
 the event loop when few arrive at once.
 
@@ -185,17 +188,19 @@ class Engine:
         while self._pending and self._in_flight < limit:
             waiting = len(self._pending)
             idle_workers = settings.workers - self._in_flight
-            if idle_workers > 0:
-                # Everything waiting leaves now, spread over the idle workers; a backlog
-                # larger than one batch each goes in bigger batches (fewer round trips).
+            if idle_workers > 0 and (self._in_flight == 0 or waiting >= settings.max_batch):
+                # Everything waiting leaves now: up to one batch to one worker, more spread
+                # over the idle workers; a backlog larger than one batch each goes in bigger
+                # batches (fewer round trips). A few requests while a worker is busy wait
+                # for it (or for max_delay) below instead of waking an idle one.
                 cap = settings.max_batch
                 if waiting > settings.max_batch * idle_workers:
                     cap *= BACKLOG_BATCH_FACTOR
-                size = min(cap, -(-waiting // idle_workers))
+                size = min(cap, max(min(waiting, settings.max_batch), -(-waiting // idle_workers)))
             elif waiting >= settings.max_batch or timer_fired:
-                # Every worker is busy: a second batch queues behind a worker's current
-                # one only when it is full, or has waited max_delay, so that under load
-                # requests gather into few large batches instead of many small ones.
+                # A worker is busy: another batch leaves (to an idle worker if any, else
+                # behind a busy one's current batch) only when it is full, or has waited
+                # max_delay, so that under load requests gather into few large batches.
                 size = min(settings.max_batch, waiting)
             else:
                 break

@@ -82,6 +82,28 @@ class TestSigning:
         assert engine.stats.batches < 50
         assert sum(engine.stats.batch_sizes) == engine.stats.batches
 
+    async def test_up_to_one_batch_goes_to_one_worker(self, engine: Engine) -> None:
+        """Fewer items than max_batch are one round trip, not split over idle workers."""
+        await engine.sign_many([SignRequest(V1_APP, f"one{i}", 600) for i in range(30)])
+        assert engine.stats.batches == 1
+
+    async def test_a_second_worker_is_woken_only_for_a_full_batch(self, keyset: KeySet) -> None:
+        """While one worker signs, a few singles gather for it instead of waking the idle
+        worker one by one: under steady single-token load one worker takes large batches,
+        the fewest round trips and process wake-ups (docs/PERFORMANCE.md)."""
+        settings = EngineSettings(workers=2, max_batch=512, max_delay=10.0)
+        async with Engine(keyset, settings) as engine:
+            first = asyncio.ensure_future(
+                engine.sign_many([SignRequest(V1_APP, f"big{i}", 600) for i in range(300)])
+            )
+            await asyncio.sleep(0)  # the 300 leave for one worker (~10 ms of signing)
+            singles = []
+            for i in range(5):  # one per loop iteration, each finding a worker idle
+                singles.append(asyncio.ensure_future(engine.sign(SignRequest(V1_APP, f"s{i}"))))
+                await asyncio.sleep(0)
+            await asyncio.gather(first, *singles)
+            assert (engine.stats.batches, engine.stats.batch_items) == (2, 305)
+
     async def test_one_bad_item_fails_alone(self, engine: Engine) -> None:
         """A policy violation or unknown app fails only its own item, with its typed error."""
         requests = [
