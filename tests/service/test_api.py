@@ -12,6 +12,7 @@ import TLSSigAPIv2
 from aiohttp.test_utils import TestClient
 
 from signer.core import decode, verify
+from signer.service.handlers import STATE
 from tests.service.conftest import (
     API_KEY,
     LIMITED_KEY,
@@ -67,7 +68,8 @@ class TestUserSig:
     async def test_v2_matches_tencents_library(
         self, client: TestClient, deployment: Deployment
     ) -> None:
-        """Same fields as tls-sig-api-v2 would issue; its TLS.sig for our issue time is ours."""
+        """Same fields as tls-sig-api-v2 would issue; its TLS.sig for our issue time is ours.
+        The service signs v2 in its workers, as v1 (inline HMAC cost the loop more)."""
         data = await (
             await client.post(
                 "/v1/usersig",
@@ -84,6 +86,7 @@ class TestUserSig:
 
             TLSSigAPIv2.time.time = time.time  # type: ignore[attr-defined]
         assert ours == theirs
+        assert client.app[STATE].engine.stats.signed_inline == 0
 
     async def test_userbuf_is_embedded(self, client: TestClient, deployment: Deployment) -> None:
         userbuf = base64.b64encode(b"\x00\x01opaque").decode()
@@ -594,7 +597,6 @@ class TestReviewFindings:
         """Replacing a leaked secret and reloading must not keep serving old tokens."""
         from signer.config import load_settings
         from signer.core import HmacSecret
-        from signer.service.handlers import STATE
 
         client = await make_client()
         body = {"sdkappid": V2_APP, "userid": "rot"}
@@ -653,7 +655,6 @@ class TestReload:
     ) -> None:
         """A SIGHUP with unchanged limits must not hand every caller a fresh burst."""
         from signer.config import load_settings
-        from signer.service.handlers import STATE
 
         tight = deployment.directory / "tight.toml"
         tight.write_text(
