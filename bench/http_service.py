@@ -34,10 +34,16 @@ MINT_LUA = """
 local counter = 0
 request = function()
   counter = counter + 1
-  local body = string.format('{"sdkappid":1400000001,"userid":"w%d_%d"}', math.random(1, 1000000000), counter)
+  local body = string.format('{"sdkappid":SDKAPPID,"userid":"w%d_%d"}', math.random(1, 1000000000), counter)
   return wrk.format("POST", "/v1/usersig", {["Content-Type"] = "application/json"}, body)
 end
 """
+
+
+def mint_script(sdkappid: int = 1400000001) -> str:
+    """A wrk script minting for a distinct userid each request: nothing comes from cache."""
+    return MINT_LUA.replace("SDKAPPID", str(sdkappid))
+
 
 BATCH_LUA = """
 local counter = 0
@@ -122,8 +128,8 @@ def main() -> None:
     try:
         wait_ready(f"http://127.0.0.1:{port}/readyz")
         url = f"http://127.0.0.1:{port}"
-        wrk(f"{url}/v1/usersig", MINT_LUA, 2, args.connections)  # warm
-        single = wrk(f"{url}/v1/usersig", MINT_LUA, args.seconds, args.connections)
+        wrk(f"{url}/v1/usersig", mint_script(), 2, args.connections)  # warm
+        single = wrk(f"{url}/v1/usersig", mint_script(), args.seconds, args.connections)
     finally:
         server.terminate()
         server.wait()
@@ -137,8 +143,8 @@ def main() -> None:
     try:
         wait_ready(f"http://127.0.0.1:{port}/readyz")
         url = f"http://127.0.0.1:{port}"
-        wrk(f"{url}/v1/usersig", MINT_LUA, 2, args.connections)  # warm
-        mint = wrk(f"{url}/v1/usersig", MINT_LUA, args.seconds, args.connections)
+        wrk(f"{url}/v1/usersig", mint_script(), 2, args.connections)  # warm
+        mint = wrk(f"{url}/v1/usersig", mint_script(), args.seconds, args.connections)
         batch = wrk(f"{url}/v1/usersig/batch", BATCH_LUA, args.seconds, 4)
     finally:
         server.terminate()
