@@ -51,7 +51,12 @@ class _WorkerDied(Exception):
 
 def _serve(keyset: KeySet, inbox: Connection, outbox: Connection) -> None:
     """The worker's main loop: run each call that arrives until the parent closes the pipe."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # Ctrl-C and SIGTERM are the parent's to handle. A terminal or a service manager
+    # (systemd's KillMode=control-group) signals the whole process group at once, and a
+    # worker that died then would fail the requests the parent is still draining; the
+    # parent closes this pipe once it has drained. PR_SET_PDEATHSIG and SIGKILL still end it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     worker.initialize(keyset)
     while True:
         try:
@@ -281,6 +286,7 @@ class WorkerPool:
         if dead.retiring or dead not in self._current:
             self._background(self._reap(dead))  # a retired worker that has finished
         else:
+            log.warning("a worker process died; starting another", pid=dead.process.pid)
             self._background(self._replace(dead))
 
     def _background(self, job: Coroutine[Any, Any, None]) -> None:

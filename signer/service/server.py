@@ -103,7 +103,16 @@ async def serve(
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # a pending one runs now
     await stop.wait()
     log.info("stopping: draining in-flight requests", timeout_s=settings.server.shutdown_timeout)
-    await runner.cleanup()  # stops accepting, waits for handlers, then closes the engine
+    # Stops accepting, waits for handlers, then closes the engine. Asked to stop again
+    # (a second Ctrl-C), it stops waiting: the workers die with this process.
+    draining = asyncio.ensure_future(runner.cleanup())
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, draining.cancel)
+    try:
+        await draining
+    except asyncio.CancelledError:
+        log.warning("asked again to stop: stopped without waiting for requests in flight")
+        return
     log.info("stopped")
 
 

@@ -162,12 +162,18 @@ class Supervisor:
                 os.kill(child.pid, signum)
 
     def _stop_all(self) -> None:
+        """Let every child drain; asked to stop again (a second Ctrl-C), kill them now."""
         self._forward(signal.SIGTERM)
         deadline = time.monotonic() + self.settings.server.shutdown_timeout + 10
         for child in self._children:
             if child is None:
                 continue
-            child.join(max(0.0, deadline - time.monotonic()))
+            while child.is_alive() and time.monotonic() < deadline:
+                if any(signum != signal.SIGHUP for signum in self._signals):
+                    log.warning("asked again to stop: killing the HTTP processes")
+                    deadline = 0.0
+                    break
+                child.join(0.1)
             if child.is_alive():
                 child.kill()
                 child.join()

@@ -47,10 +47,15 @@ class Server:
 
 @contextmanager
 def serve(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None, wait_ready: bool = True
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    wait_ready: bool = True,
+    own_group: bool = False,
 ) -> Iterator[Server]:
     """A `signer serve` subprocess on a free port, stopped with SIGTERM on exit. By
-    default it is yielded once /readyz answers; ``wait_ready=False`` yields it at once."""
+    default it is yielded once /readyz answers; ``wait_ready=False`` yields it at once.
+    ``own_group`` starts it in a process group of its own, which a test may signal."""
     port = free_port()
     log = tmp_path / f"serve-{port}.log"
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNER_")}
@@ -61,6 +66,7 @@ def serve(
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=clean_env,
+            start_new_session=own_group,
         )
     server = Server(process, port, log)
     try:
@@ -225,10 +231,15 @@ def test_sighup_reloads_keys_and_rejects_a_bad_config(
         assert r.status_code == 200
 
 
+@pytest.mark.parametrize("whole_group", [False, True], ids=["process", "process-group"])
 def test_sigterm_finishes_in_flight_requests_then_exits_0(
-    tmp_path: Path, deployment: Deployment
+    tmp_path: Path, deployment: Deployment, whole_group: bool
 ) -> None:
-    with serve(tmp_path, "--config", str(deployment.config)) as server:
+    """SIGTERM to the service, or to its whole process group as systemd and terminals
+    send it: the signing workers outlive the drain, so a batch in flight completes."""
+    big_body = {"SIGNER_SERVER__MAX_BODY_BYTES": "1000000"}  # room for 10,000 userids
+    config = str(deployment.config)
+    with serve(tmp_path, "--config", config, env=big_body, own_group=whole_group) as server:
         workers = server.children()
         assert workers
         result: dict[str, object] = {}
@@ -238,22 +249,63 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(
                 f"{server.url}/v1/usersig/batch",
                 timeout=60,
                 headers=deployment.headers(),
-                json={"sdkappid": V1_APP, "userids": [f"u{i}" for i in range(2000)]},
+                json={"sdkappid": V1_APP, "userids": [f"u{i}" for i in range(10_000)]},
             )
             result["status"], result["count"] = r.status_code, len(r.json()["results"])
 
         thread = threading.Thread(target=big_batch)
         thread.start()
-        time.sleep(0.15)
-        server.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while "signer_engine_queue_depth 0.0" in httpx.get(f"{server.url}/metrics").text:
+            assert time.monotonic() < deadline, "the batch never reached the engine"
+            time.sleep(0.005)  # the workers have ~0.3 s of signing ahead of them
+        if whole_group:
+            os.killpg(server.process.pid, signal.SIGTERM)
+        else:
+            server.process.send_signal(signal.SIGTERM)
         thread.join(timeout=60)
         assert server.process.wait(timeout=30) == 0
-        assert result == {"status": 200, "count": 2000}
+        assert result == {"status": 200, "count": 10_000}
         assert "stopped" in server.log()
+        assert "worker process died" not in server.log()
         deadline = time.monotonic() + 10  # the resource tracker exits on its own, shortly
         while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not any(_running(pid) for pid in workers)
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_second_ctrl_c_stops_without_waiting_for_the_drain(
+    tmp_path: Path, deployment: Deployment, processes: str
+) -> None:
+    """The first SIGINT drains (here a request whose body never finishes holds it for up
+    to 30 s); the second stops at once, with no process left behind."""
+    slow = {
+        "SIGNER_SERVER__PROCESSES": processes,
+        "SIGNER_SERVER__BODY_TIMEOUT": "30",
+        "SIGNER_SERVER__SHUTDOWN_TIMEOUT": "30",
+    }
+    with serve(tmp_path, "--config", str(deployment.config), env=slow) as server:
+        family = server.children()
+        with socket.create_connection(("127.0.0.1", server.port)) as trickle:
+            trickle.sendall(
+                b"POST /v1/usersig HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Authorization: Bearer " + API_KEY.encode() + b"\r\n"
+                b'Content-Length: 100\r\n\r\n{"sdkappid": '
+            )
+            time.sleep(0.5)  # the handler now waits for the rest of the body
+            server.process.send_signal(signal.SIGINT)
+            time.sleep(1.0)
+            assert server.process.poll() is None, "the first Ctrl-C drains"
+            started = time.monotonic()
+            server.process.send_signal(signal.SIGINT)
+            server.process.wait(timeout=10)
+            assert time.monotonic() - started < 5
+        assert "asked again to stop" in server.log()
+        deadline = time.monotonic() + 10
+        while any(_running(pid) for pid in family) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_running(pid) for pid in family)
 
 
 def _running(pid: int) -> bool:
