@@ -33,6 +33,9 @@ EARLY_DEATH = 10.0  # a child that dies this soon after starting failed to start
 MAX_EARLY_DEATHS = 5  # in a row: then the service gives up instead of looping for ever
 
 
+METRICS_PREFIX = "signer-metrics-"  # then the supervisor's pid: see _sweep_stale_metrics
+
+
 class GaveUp(Exception):
     """The HTTP processes keep dying as they start."""
 
@@ -57,6 +60,25 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
             sock.close()
         raise
     return sockets
+
+
+def _sweep_stale_metrics(tmp: Path) -> None:
+    """Remove the metrics directories of supervisors that are gone: one killed with
+    SIGKILL (or by the OOM killer) could not remove its own."""
+    for directory in tmp.glob(f"{METRICS_PREFIX}*-*"):
+        pid = directory.name.removeprefix(METRICS_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _child(settings: Settings, config_path: Path | None, sock: socket.socket, metrics: str) -> None:
@@ -91,7 +113,8 @@ class Supervisor:
     def run(self) -> None:
         server = self.settings.server
         sockets = listening_sockets(server.host, server.port, self.count)
-        metrics = tempfile.mkdtemp(prefix="signer-metrics-")
+        _sweep_stale_metrics(Path(tempfile.gettempdir()))
+        metrics = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
         log.info(

@@ -139,6 +139,26 @@ class TestSeveralProcesses:
             assert "HTTP process died" not in server.log()
             assert len(http_processes(server)) == 2
 
+    def test_metrics_of_a_killed_supervisor_are_swept_up(
+        self, tmp_path: Path, deployment: Deployment
+    ) -> None:
+        """A supervisor killed by SIGKILL leaves its metrics directory behind; the next one
+        removes it (its pid is gone), keeps a live supervisor's, and removes its own."""
+        tmp = tmp_path / "tmp"
+        tmp.mkdir()
+        dead = tmp / "signer-metrics-999999999-abc"  # above any pid_max: never alive
+        live = tmp / f"signer-metrics-{os.getpid()}-def"
+        for directory in (dead, live):
+            directory.mkdir()
+        config = str(two_processes(deployment))
+        with serve(tmp_path, "--config", config, env={"TMPDIR": str(tmp)}) as server:
+            own = tmp / f"signer-metrics-{server.process.pid}-"
+            assert not dead.exists() and live.exists()
+            assert [d for d in tmp.iterdir() if d.name.startswith(own.name)]
+            server.process.send_signal(signal.SIGTERM)
+            assert server.process.wait(timeout=30) == 0
+        assert sorted(tmp.iterdir()) == [live]
+
     def test_a_killed_process_is_replaced_and_no_request_fails(
         self, tmp_path: Path, deployment: Deployment
     ) -> None:
