@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import ContentEncodingError, ContentLengthError
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ValidationError
@@ -53,9 +53,22 @@ def json_response(
     )
 
 
+# What aiohttp undoes (br with brotli, zstd with backports.zstd); it passes any other coding
+# through untouched, which would then be parsed as if it were plain JSON.
+CONTENT_CODINGS = ("gzip", "deflate", "br", "zstd", "identity")
+
+
 async def read_json(request: web.Request, model: type[M]) -> M:
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    coding = request.headers.get(hdrs.CONTENT_ENCODING)
+    if coding is not None and coding.strip().lower() not in CONTENT_CODINGS:
+        raise ApiError(
+            415,
+            "unsupported_content_encoding",
+            f"Content-Encoding {coding[:40]!r} is not supported; use one of "
+            + ", ".join(CONTENT_CODINGS),
+        )
     try:
         if request.content.is_eof():  # the whole body came with the headers: no timer
             raw = await request.read()  # aiohttp enforces the body cap (413) here

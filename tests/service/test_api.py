@@ -496,6 +496,24 @@ class TestReviewFindings:
         assert (await client.head("/healthz")).status == 200
         assert (await client.head("/readyz")).status == 200
 
+    async def test_an_unknown_content_encoding_is_415(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        """A body in a coding the service cannot undo is refused by name (RFC 9110 §15.5.16),
+        not read as if it were plain JSON."""
+        r = await client.post(
+            "/v1/usersig",
+            data=b'{"sdkappid": 1400000002, "userid": "a"}',
+            headers={
+                **deployment.headers(),
+                "Content-Type": "application/json",
+                "Content-Encoding": "compress",
+            },
+        )
+        error = (await r.json())["error"]
+        assert r.status == 415 and error["code"] == "unsupported_content_encoding"
+        assert "gzip" in error["message"] and "compress" in error["message"]
+
     async def test_undecodable_gzip_body_is_400(
         self, client: TestClient, deployment: Deployment
     ) -> None:
@@ -510,7 +528,7 @@ class TestReviewFindings:
         )
         assert r.status == 400 and (await r.json())["error"]["code"] == "malformed_body"
 
-    @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+    @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
     async def test_compressed_bodies_are_read_and_bombs_are_413(
         self, client: TestClient, deployment: Deployment, encoding: str
     ) -> None:
@@ -520,9 +538,16 @@ class TestReviewFindings:
 
         import brotli
 
+        try:
+            from compression import zstd  # type: ignore[import-not-found, unused-ignore]
+        except ImportError:  # before Python 3.14
+            from backports import zstd  # type: ignore[no-redef, unused-ignore]
+
         def pack(data: bytes) -> bytes:
             if encoding == "br":
                 return bytes(brotli.compress(data))
+            if encoding == "zstd":
+                return zstd.compress(data)
             wbits = 31 if encoding == "gzip" else 15
             compressor = zlib.compressobj(9, zlib.DEFLATED, wbits)
             return compressor.compress(data) + compressor.flush()
