@@ -18,11 +18,9 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-from http_service import free_port, mint_script, wrk
+from http_service import free_port, mint_script, wait_ready, wrk
 
 HERE = Path(__file__).parent
 
@@ -49,20 +47,6 @@ def start(spec: str, processes: int) -> tuple[str, str, subprocess.Popen[bytes]]
     return label, f"http://127.0.0.1:{port}", server
 
 
-def wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"{url}: signer serve exited with {server.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not become ready")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("variants", nargs="+", help="label:ENV=V,ENV=V[:DIR]")
@@ -77,7 +61,7 @@ def main() -> None:
     results: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in servers}
     try:
         for _, url, server in servers:
-            wait_ready(url, server)
+            wait_ready(f"{url}/readyz", server)
             wrk(f"{url}/v1/usersig", script, 2, args.connections)  # warm
         for _ in range(args.rounds):
             for label, url, _ in servers:

@@ -64,9 +64,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_ready(url: str) -> None:
-    deadline = time.monotonic() + 30
+def wait_ready(url: str, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Until ``url`` answers at all (or ``process``, the server, exits: then stop)."""
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise SystemExit(f"{url}: the server exited with {process.returncode}")
         try:
             httpx.get(url, timeout=1)
             return
