@@ -3,8 +3,8 @@
     .venv/bin/python bench/http_ab.py "base:" "inline:SIGNER_ENGINE__INLINE_V2_MAX=32" \
         [--rounds 6] [--seconds 5] [--connections 64] [--sdkappid 1400000002]
 
-Each variant is ``label:ENV=VALUE,ENV=VALUE`` (an optional third part, ``:DIR``, runs the
-checkout in DIR instead, for comparing commits). Every variant's server is started first;
+Each variant is ``label:ENV=VALUE,ENV=VALUE`` (an optional ``|DIR`` at the end runs the
+checkout in DIR instead, for comparing commits; values may contain ``:`` and ``@``). Every variant's server is started first;
 then short wrk runs alternate between them, round after round. On this machine the speed
 drifts by ±25 % within minutes, so runs taken one configuration after the other compare
 the machine's moods as much as the code; alternating spreads the drift over all variants.
@@ -27,7 +27,7 @@ HERE = Path(__file__).parent
 
 def start(spec: str, processes: int) -> tuple[str, str, subprocess.Popen[bytes]]:
     label, _, rest = spec.partition(":")
-    settings, _, root = rest.partition(":")
+    settings, _, root = rest.partition("|")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNER_")}
     env.update(
         SIGNER_RATE_LIMIT__ENABLED="false",
@@ -49,7 +49,7 @@ def start(spec: str, processes: int) -> tuple[str, str, subprocess.Popen[bytes]]
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("variants", nargs="+", help="label:ENV=V,ENV=V[:DIR]")
+    parser.add_argument("variants", nargs="+", help="label:ENV=V,ENV=V[|DIR]")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=64)

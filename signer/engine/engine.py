@@ -182,21 +182,26 @@ class Engine:
         self.stats.failed += rendered.errors
         return rendered
 
-    def _dispatch(self, timer_fired: bool) -> None:
+    def _dispatch(self, timer_fired: bool, freed: bool = False) -> None:
+        """Send what waits, by the rule in the module docstring. ``freed``: a batch just
+        came back, so its worker takes all that waits."""
         settings = self.settings
         limit = settings.workers * settings.in_flight_per_worker
+        send_now = freed or self._in_flight == 0
         while self._pending and self._in_flight < limit:
             waiting = len(self._pending)
             idle_workers = settings.workers - self._in_flight
-            if idle_workers > 0 and (self._in_flight == 0 or waiting >= settings.max_batch):
-                # Everything waiting leaves now: up to one batch to one worker, more spread
-                # over the idle workers; a backlog larger than one batch each goes in bigger
-                # batches (fewer round trips). A few requests while a worker is busy wait
-                # for it (or for max_delay) below instead of waking an idle one.
+            if idle_workers > 0 and (send_now or waiting >= settings.max_batch):
+                # Everything waiting leaves now, in as few batches as max_batch allows,
+                # spread over idle workers; a backlog larger than one batch each goes in
+                # bigger batches (fewer round trips). A few requests while a worker is
+                # busy wait for it (or for max_delay) below instead of waking an idle one.
                 cap = settings.max_batch
                 if waiting > settings.max_batch * idle_workers:
                     cap *= BACKLOG_BATCH_FACTOR
-                size = min(cap, max(min(waiting, settings.max_batch), -(-waiting // idle_workers)))
+                batches = min(idle_workers, -(-waiting // settings.max_batch))
+                size = min(cap, -(-waiting // batches))
+                send_now = True  # what is left of this spread leaves too
             elif waiting >= settings.max_batch or timer_fired:
                 # A worker is busy: another batch leaves (to an idle worker if any, else
                 # behind a busy one's current batch) only when it is full, or has waited
@@ -240,7 +245,7 @@ class Engine:
         for (request, waiter, index), result in zip(batch, results, strict=True):
             waiter.deliver(index, self._finish(from_wire(request, result), False))
         if self._pending:
-            self._dispatch(timer_fired=False)
+            self._dispatch(timer_fired=False, freed=True)
 
     def _finish(self, outcome: Outcome, inline: bool) -> Outcome:
         if isinstance(outcome, SignerError):
@@ -275,6 +280,13 @@ class Engine:
             self._timer.cancel()
         if self._pool is not None:
             await self._pool.close()
+
+    def kill(self) -> None:
+        """Stop now: SIGKILL every worker process, without finishing anything (a forced
+        exit; the workers ignore SIGTERM, and outside Linux nothing kills them with us)."""
+        self._closed = True
+        if self._pool is not None:
+            self._pool.kill()
 
     def _count_restart(self) -> None:
         self.stats.worker_restarts += 1

@@ -19,6 +19,7 @@ would copy in an undefined state; ``forkserver`` would leave its server process 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import multiprocessing
 import pickle
@@ -332,6 +333,14 @@ class WorkerPool:
         self._ready.set()
         for w in old:
             w.finish()
+
+    def kill(self) -> None:
+        """SIGKILL every worker at once (a forced stop); their calls fail."""
+        self._closed = True
+        for w in list(self._everyone):
+            with contextlib.suppress(ValueError):  # already reaped and closed by close()
+                if w.process.pid is not None and w.process.exitcode is None:
+                    w.process.kill()
 
     async def close(self) -> None:
         """Stop every worker, waiting a little for each to exit by itself."""

@@ -60,6 +60,9 @@ class ServiceMetrics:
         ]
         target = self.shared / f"{os.getpid()}-{_PROCESS_TOKEN}.json"
         temporary = target.with_suffix(".tmp")
+        # Made again if something removed it (a tmp cleaner, or a supervisor in another
+        # PID namespace sharing /tmp that took ours for a dead one's).
+        self.shared.mkdir(mode=0o700, parents=True, exist_ok=True)
         temporary.write_bytes(orjson.dumps(families))
         os.replace(temporary, target)
 

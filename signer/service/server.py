@@ -104,13 +104,17 @@ async def serve(
     await stop.wait()
     log.info("stopping: draining in-flight requests", timeout_s=settings.server.shutdown_timeout)
     # Stops accepting, waits for handlers, then closes the engine. Asked to stop again
-    # (a second Ctrl-C), it stops waiting: the workers die with this process.
+    # (a second Ctrl-C), it stops waiting and kills the workers. Under a supervisor a
+    # second SIGTERM is normal (systemd signals the whole group, then the supervisor
+    # passes its own on): there the supervisor decides, and kills on a second signal.
     draining = asyncio.ensure_future(runner.cleanup())
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, draining.cancel)
+    if sock is None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, draining.cancel)
     try:
         await draining
     except asyncio.CancelledError:
+        state.engine.kill()
         log.warning("asked again to stop: stopped without waiting for requests in flight")
         return
     log.info("stopped")

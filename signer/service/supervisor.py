@@ -64,10 +64,11 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
 
 def _sweep_stale_metrics(tmp: Path) -> None:
     """Remove the metrics directories of supervisors that are gone: one killed with
-    SIGKILL (or by the OOM killer) could not remove its own."""
+    SIGKILL (or by the OOM killer) could not remove its own. One with this process's pid
+    is stale too (a container restarted in place runs its supervisor as pid 1 again)."""
     for directory in tmp.glob(f"{METRICS_PREFIX}*-*"):
         pid = directory.name.removeprefix(METRICS_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
             shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -167,6 +168,8 @@ class Supervisor:
                 dead = self._children[index]
                 assert dead is not None
                 dead.join()
+                if self._stopping():
+                    break  # it stopped as asked (a group SIGTERM reached it first)
                 if time.monotonic() - self._started[index] < EARLY_DEATH:
                     self._early_deaths += 1
                     if self._early_deaths >= MAX_EARLY_DEATHS:
@@ -178,6 +181,10 @@ class Supervisor:
                 time.sleep(RESTART_PAUSE)
                 if not self._signals:
                     self._start(index, sockets[index], metrics)
+
+    def _stopping(self) -> bool:
+        """Whether a SIGTERM or SIGINT waits to be handled."""
+        return any(signum != signal.SIGHUP for signum in self._signals)
 
     def _forward(self, signum: int) -> None:
         for child in self._children:
@@ -192,7 +199,7 @@ class Supervisor:
             if child is None:
                 continue
             while child.is_alive() and time.monotonic() < deadline:
-                if any(signum != signal.SIGHUP for signum in self._signals):
+                if self._stopping():
                     log.warning("asked again to stop: killing the HTTP processes")
                     deadline = 0.0
                     break

@@ -87,6 +87,22 @@ class TestSigning:
         await engine.sign_many([SignRequest(V1_APP, f"one{i}", 600) for i in range(30)])
         assert engine.stats.batches == 1
 
+    async def test_a_call_over_max_batch_leaves_at_once_spread_over_workers(
+        self, keyset: KeySet
+    ) -> None:
+        """100 items with max_batch 64 leave together as 50 + 50 on the two workers, not
+        64 now and 36 after the first batch (or max_delay)."""
+        settings = EngineSettings(workers=2, max_batch=64, max_delay=10.0)
+        async with Engine(keyset, settings) as engine:
+            call = asyncio.ensure_future(
+                engine.sign_many([SignRequest(V1_APP, f"mid{i}", 600) for i in range(100)])
+            )
+            for _ in range(3):  # the dispatch tick, then both batches' tasks start
+                await asyncio.sleep(0)
+            assert engine.stats.batches == 2  # both left before either came back
+            await call
+            assert engine.stats.batch_items == 100
+
     async def test_a_second_worker_is_woken_only_for_a_full_batch(self, keyset: KeySet) -> None:
         """While one worker signs, a few singles gather for it instead of waking the idle
         worker one by one: under steady single-token load one worker takes large batches,

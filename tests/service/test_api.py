@@ -10,6 +10,7 @@ import time
 import pytest
 import TLSSigAPIv2
 from aiohttp.test_utils import TestClient
+from multidict import CIMultiDict
 
 from signer.core import decode, verify
 from signer.service.handlers import STATE
@@ -518,6 +519,22 @@ class TestReviewFindings:
         assert r.status == status and error["code"] == code
         if status == 415:
             assert "gzip" in error["message"] and encoding in error["message"]
+
+    @pytest.mark.parametrize(
+        ("codings", "status"), [([""], 200), (["identity"], 200), (["gzip", "compress"], 415)]
+    )
+    async def test_content_encoding_headers_are_all_checked(
+        self, client: TestClient, deployment: Deployment, codings: list[str], status: int
+    ) -> None:
+        """An empty coding is none; with two headers aiohttp would undo only one, so a
+        second (unsupported or different) coding is refused, whichever header it is in."""
+        headers = CIMultiDict({**deployment.headers(), "Content-Type": "application/json"})
+        for coding in codings:
+            headers.add("Content-Encoding", coding)
+        r = await client.post(
+            "/v1/usersig", data=b'{"sdkappid": 1400000002, "userid": "a"}', headers=headers
+        )
+        assert r.status == status
 
     @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
     async def test_compressed_bodies_are_read_and_bombs_are_413(
