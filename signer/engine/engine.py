@@ -11,7 +11,8 @@ and steady single requests keep one worker busy with large batches instead of wa
 every worker for a few tokens each (fewer round trips and process wake-ups, which on a
 small machine took the CPU from the event loop: docs/PERFORMANCE.md).
 v2 (HMAC) tokens cost ~12 µs of CPU, less than the round trip, and are signed inline on
-the event loop when few arrive at once.
+the event loop when at most ``inline_v2_max`` arrive at once. The HTTP service sets it to
+0: inside a busy HTTP loop, inline signing cost more than the round trip it saved.
 
 The queue is bounded: past ``max_queued`` waiting items, submitting fails at once with
 :class:`Overloaded` instead of growing memory and latency without limit.
