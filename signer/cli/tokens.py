@@ -14,6 +14,7 @@ import click
 from signer.cli import inputs
 from signer.cli.options import app_options, signing_key_options
 from signer.core import (
+    DEFAULT_POLICY,
     PRIVILEGE_ALL,
     UINT32_MAX,
     EcPrivateKey,
@@ -132,6 +133,13 @@ def _token_options(func: F) -> F:
 @click.option("--secret-file", "secret_path", type=click.Path(dir_okay=False), help="v2 tokens.")
 @_token_options
 @click.option("--now", type=_UINT32, help="Judge expiry at this unix time instead of now.")
+@click.option(
+    "--max-userid-bytes",
+    type=click.IntRange(1, 1024),
+    default=DEFAULT_POLICY.max_bytes,
+    show_default=True,
+    help="Userid policy of the app: a token for a longer identifier fails with code 13.",
+)
 def verify(
     sdkappid: int,
     userid: str,
@@ -141,8 +149,12 @@ def verify(
     token_value: str | None,
     token_file: str | None,
     now: int | None,
+    max_userid_bytes: int,
 ) -> None:
-    """Verify a UserSig; print {"ok", "code", "reason", ...fields}. Exit 0 only if ok."""
+    """Verify a UserSig; print {"ok", "code", "reason", ...fields}. Exit 0 only if ok.
+
+    The token's identifier must satisfy the userid policy (no control characters, at most
+    --max-userid-bytes), as it must when signing; otherwise code 13."""
     given = [p for p in (public_path, key_path, secret_path) if p is not None]
     if len(given) != 1:
         raise click.UsageError("give exactly one of --public-key, --private-key, --secret-file")
@@ -157,7 +169,14 @@ def verify(
     else:
         key = inputs.secret(secret_path, None)
     try:
-        result = verify_token(token, userid=userid, sdkappid=sdkappid, key=key, now=now)
+        result = verify_token(
+            token,
+            userid=userid,
+            sdkappid=sdkappid,
+            key=key,
+            now=now,
+            policy=UserIdPolicy(max_userid_bytes),
+        )
     except VerificationError as exc:
         report: dict[str, Any] = {"ok": False, "code": exc.code, "reason": exc.reason}
         report["fields"] = _fields_or_none(token)

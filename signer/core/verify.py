@@ -4,6 +4,11 @@ The checks run in a fixed order: the envelope (codes 1-4), the fields (7, 10), w
 token is for (13, 14), the signature (6, 8), the userbuf (15) and finally the clock (9).
 Checking the signature before the clock means "expired" is only ever said of a token that
 was genuinely issued with the given key, which is the more useful diagnosis.
+
+Who the token is for (13) includes the userid policy: the token's identifier must be one
+this service would sign. Tencent's own libraries sign any string, and one holding a newline
+forges an extra line of the signed text, so a genuine signature does not make such a token
+acceptable; nor is an expected userid that breaks the policy ever reported as a match.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from signer.core.envelope import BigInt, Fraction, parse_json, strict_b64decode,
 from signer.core.errors import (
     FieldError,
     IdentifierMismatch,
+    InvalidUserId,
     SdkAppIdMismatch,
     SignatureEncodingError,
     SignatureMismatch,
@@ -27,6 +33,7 @@ from signer.core.errors import (
 )
 from signer.core.keys import EcPublicKey, HmacSecret
 from signer.core.limits import DEFAULT_LIMITS, UINT32_MAX, VerifyLimits
+from signer.core.policy import DEFAULT_POLICY, UserIdPolicy
 from signer.core.privilege import PrivilegeMap, decode_privilege_map
 from signer.core.tokens import v1_signed_text, v2_signed_text
 
@@ -87,11 +94,14 @@ def verify(
     key: EcPublicKey | HmacSecret,
     now: int | None = None,
     limits: VerifyLimits = DEFAULT_LIMITS,
+    policy: UserIdPolicy = DEFAULT_POLICY,
 ) -> VerifiedToken:
     """Check ``token`` was issued to ``userid`` of ``sdkappid`` by ``key`` and is still valid.
 
     ``key`` is the public key for v1 tokens and the shared secret for v2; which version a
     token is comes from its content (``TLS.ver == "2.0"``). ``now`` defaults to the clock.
+    ``policy`` is the app's userid policy (its byte limit is per app): a token whose
+    identifier breaks it fails with 13 even when correctly signed.
     Returns the decoded fields or raises a :class:`VerificationError` subclass whose
     ``code`` is Tencent's.
     """
@@ -101,9 +111,9 @@ def verify(
             raise FieldError("TLS.ver must be a string")
         if fields["TLS.ver"] != "2.0":
             raise FieldError(f"unsupported TLS.ver {str(fields['TLS.ver'])[:20]!r}")
-        result = _verify_v2(fields, userid, sdkappid, key)
+        result = _verify_v2(fields, userid, sdkappid, key, policy)
     else:
-        result = _verify_v1(fields, userid, sdkappid, key)
+        result = _verify_v1(fields, userid, sdkappid, key, policy)
     current = int(time.time()) if now is None else now
     if result.expires_at < current:
         raise TokenExpired(
@@ -114,7 +124,11 @@ def verify(
 
 
 def _verify_v1(
-    fields: dict[str, Any], userid: str, sdkappid: int, key: EcPublicKey | HmacSecret
+    fields: dict[str, Any],
+    userid: str,
+    sdkappid: int,
+    key: EcPublicKey | HmacSecret,
+    policy: UserIdPolicy,
 ) -> VerifiedToken:
     for name in _V1_REQUIRED + _V1_OPTIONAL:
         if name in fields and not isinstance(fields[name], str):
@@ -124,7 +138,7 @@ def _verify_v1(
         raise FieldError(f"required field {missing[0]} is missing")
     issued = _v1_number(fields, "TLS.time")
     expire = _v1_number(fields, "TLS.expire_after")
-    _check_identity(fields["TLS.identifier"], userid)
+    _check_identity(fields["TLS.identifier"], userid, policy)
     token_appid = fields["TLS.sdk_appid"]
     if not _DECIMAL.fullmatch(token_appid) or int(token_appid) != sdkappid:
         raise SdkAppIdMismatch(f"token is for sdkappid {token_appid[:20]!r}, not {sdkappid}")
@@ -140,7 +154,11 @@ def _verify_v1(
 
 
 def _verify_v2(
-    fields: dict[str, Any], userid: str, sdkappid: int, key: EcPublicKey | HmacSecret
+    fields: dict[str, Any],
+    userid: str,
+    sdkappid: int,
+    key: EcPublicKey | HmacSecret,
+    policy: UserIdPolicy,
 ) -> VerifiedToken:
     kinds: dict[str, type] = {
         "TLS.identifier": str,
@@ -160,7 +178,7 @@ def _verify_v2(
         raise FieldError("TLS.userbuf must be a string")
     issued = _v2_number(fields, "TLS.time")
     expire = _v2_number(fields, "TLS.expire")
-    _check_identity(fields["TLS.identifier"], userid)
+    _check_identity(fields["TLS.identifier"], userid, policy)
     token_appid = fields["TLS.sdkappid"]
     if isinstance(token_appid, BigInt | Fraction) or not 0 <= token_appid <= UINT32_MAX:
         raise FieldError("TLS.sdkappid is not an integer in the 32-bit range")
@@ -190,8 +208,27 @@ def _v2_number(fields: dict[str, Any], name: str) -> int:
     return int(value)
 
 
-def _check_identity(identifier: str, userid: str) -> None:
+def _check_identity(identifier: str, userid: str, policy: UserIdPolicy) -> None:
+    """Code 13: the identifier is one ``policy`` allows, and it is the expected userid.
+
+    When the two differ, an expected userid that itself breaks the policy is named as the
+    cause: the caller asked for a userid no token of this app can be for.
+    """
+    try:
+        policy.check(identifier)
+    except InvalidUserId as exc:
+        raise IdentifierMismatch(
+            f"the token's identifier {identifier[:64]!r} breaks the userid policy "
+            f"({exc.rule}): {exc.message}"
+        ) from None
     if identifier != userid:
+        try:
+            policy.check(userid)
+        except InvalidUserId as exc:
+            raise IdentifierMismatch(
+                f"the expected userid {userid[:64]!r} breaks the userid policy "
+                f"({exc.rule}): {exc.message}"
+            ) from None
         raise IdentifierMismatch(
             f"token is for identifier {identifier[:64]!r}, not {userid[:64]!r}"
         )

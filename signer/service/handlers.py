@@ -20,6 +20,7 @@ from signer.core import (
     UINT32_MAX,
     SignatureMismatch,
     SignerError,
+    UserIdPolicy,
     VerificationError,
     decode,
     summarize,
@@ -206,11 +207,19 @@ async def post_privatemapkey(request: web.Request) -> web.Response:
 async def post_verify(request: web.Request) -> web.Response:
     body = await read_json(request, VerifyRequest)
     app = _app_for(request, body.sdkappid)
+    # The app's own userid policy, the one it signs under: a token for an identifier this
+    # app would never sign (a forged line, over its byte limit) fails with 13.
+    policy = UserIdPolicy(app.signing.max_userid_bytes)
     failure: VerificationError | None = None
     for version, key in app.verify_keys.items():  # the current key first
         try:
             result = verify(
-                body.usersig, userid=body.userid, sdkappid=body.sdkappid, key=key, now=body.now
+                body.usersig,
+                userid=body.userid,
+                sdkappid=body.sdkappid,
+                key=key,
+                now=body.now,
+                policy=policy,
             )
         except SignatureMismatch as exc:
             failure = failure or exc

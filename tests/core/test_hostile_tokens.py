@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import tracemalloc
 import zlib
@@ -9,7 +10,11 @@ import zlib
 import pytest
 
 from signer.core import (
+    DEFAULT_POLICY,
+    EcPublicKey,
     HmacSecret,
+    IdentifierMismatch,
+    UserIdPolicy,
     V1Signer,
     V2Signer,
     VerificationError,
@@ -18,7 +23,7 @@ from signer.core import (
 )
 from signer.core.der import decode_signature
 from tests.conftest import ISSUED_AT, SDKAPPID
-from tests.core.hostile import inflate_bomb, urlmap, wrap
+from tests.core.hostile import inflate_bomb, signed_v1, urlmap, wrap
 
 V2_FIELDS = {
     "TLS.ver": "2.0",
@@ -156,3 +161,83 @@ def test_newline_forged_userid_cannot_verify(v2_signer: V2Signer) -> None:
     """A token for "a" cannot pass as one for "a\\nTLS.sdkappid:…" and vice versa."""
     token = v2_signer.sign("alice", 100, issued_at=ISSUED_AT).usersig
     assert code_of(token, v2_signer.secret, userid="alice\nTLS.sdkappid:1") == 13
+
+
+# Identifiers a genuinely signed token may carry but that break the userid policy, and the
+# words the refusal must use to name the rule.
+POLICY_BREAKERS = {
+    "newline forges a signed line": ("alice\nTLS.sdkappid:1", "U+000A at position 5"),
+    "tab": ("tab\there", "U+0009 at position 3"),
+    "C1 control": ("c1\x85", "U+0085 at position 2"),
+    "line separator": ("line\u2028sep", "U+2028 at position 4"),
+    "paragraph separator": ("para\u2029", "U+2029 at position 4"),
+    "over 32 bytes": ("x" * 33, "33 bytes in UTF-8; the limit is 32"),
+    "empty": ("", "empty"),
+}
+
+
+def _refusal(
+    token: str, key: EcPublicKey | HmacSecret, userid: str, policy: UserIdPolicy = DEFAULT_POLICY
+) -> str:
+    with pytest.raises(IdentifierMismatch) as info:
+        verify(token, userid=userid, sdkappid=SDKAPPID, key=key, now=ISSUED_AT, policy=policy)
+    assert info.value.code == 13
+    return info.value.reason
+
+
+class TestIdentifierPolicy:
+    @pytest.mark.parametrize(
+        ("userid", "rule"), list(POLICY_BREAKERS.values()), ids=list(POLICY_BREAKERS)
+    )
+    def test_signed_v1_identifier_breaking_the_policy_is_code_13(
+        self, v1_signer: V1Signer, userid: str, rule: str
+    ) -> None:
+        """A v1 token validly signed for a policy-breaking userid fails with 13 naming the
+        rule, even when the caller expects that very userid."""
+        token = signed_v1(v1_signer.key, userid, SDKAPPID, ISSUED_AT)
+        reason = _refusal(token, v1_signer.key.public_key(), userid)
+        assert "userid policy" in reason and rule in reason
+
+    def test_v2_forged_newline_identifier_is_refused_even_when_expected(self) -> None:
+        """A v2 token whose identifier holds a forged line fails on the policy, not the HMAC."""
+        from signer.core.tokens import v2_signed_text
+
+        key = HmacSecret(b"k")
+        userid = "alice\nTLS.sdkappid:1"
+        text = v2_signed_text(userid, SDKAPPID, ISSUED_AT, 100, None)
+        sig = base64.b64encode(key.digest(text)).decode()
+        reason = _refusal(v2_with(identifier=userid, sig=sig), key, userid)
+        assert "userid policy" in reason and "U+000A at position 5" in reason
+
+    @pytest.mark.parametrize(
+        ("expected", "rule"),
+        [
+            ("alice\nTLS.sdkappid:1", "U+000A at position 5"),
+            ("lone\ud800", "lone surrogate"),
+            ("x" * 33, "33 bytes in UTF-8; the limit is 32"),
+        ],
+    )
+    def test_expected_userid_breaking_the_policy_is_named(
+        self, v2_signer: V2Signer, expected: str, rule: str
+    ) -> None:
+        """Expecting a userid that could never be issued fails with 13 and says why."""
+        token = v2_signer.sign("alice", 100, issued_at=ISSUED_AT).usersig
+        reason = _refusal(token, v2_signer.secret, expected)
+        assert "expected userid" in reason and rule in reason
+
+    def test_byte_limit_is_the_given_policys(self, v1_signer: V1Signer) -> None:
+        """The byte limit comes from the policy passed in: an app allowing 64 bytes accepts
+        a 33-byte identifier that one allowing 16 refuses."""
+        token = signed_v1(v1_signer.key, "x" * 33, SDKAPPID, ISSUED_AT)
+        public = v1_signer.key.public_key()
+        result = verify(
+            token,
+            userid="x" * 33,
+            sdkappid=SDKAPPID,
+            key=public,
+            now=ISSUED_AT,
+            policy=UserIdPolicy(max_bytes=64),
+        )
+        assert result.identifier == "x" * 33
+        reason = _refusal(token, public, "x" * 33, UserIdPolicy(max_bytes=16))
+        assert "33 bytes in UTF-8; the limit is 16" in reason

@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 import TLSSigAPIv2
 
-from signer.core import HmacSecret, V2Signer, decode, load_private_key, load_public_key, verify
+from signer.core import (
+    HmacSecret,
+    IdentifierMismatch,
+    UserIdPolicy,
+    V2Signer,
+    decode,
+    load_private_key,
+    load_public_key,
+    verify,
+)
 from tests.conftest import FIXTURES, SECRET_TEXT
 
 pytestmark = pytest.mark.interop
@@ -62,6 +71,53 @@ class TestTlsSigApiV2:
                 now=ISSUED_AT,
             )
             assert result.version == 2
+
+
+# Userids Tencent's library signs without complaint but our policy refuses, and the words
+# the refusal must use to name the rule.
+POLICY_BREAKERS = {
+    "newline forges a signed line": ("alice\nTLS.sdkappid:1", "U+000A at position 5"),
+    "line separator": ("line\u2028sep", "U+2028 at position 4"),
+    "over 32 bytes": ("x" * 33, "33 bytes in UTF-8; the limit is 32"),
+}
+
+
+class TestTheirTokensMeetOurUseridPolicy:
+    @pytest.mark.parametrize(
+        ("userid", "rule"), list(POLICY_BREAKERS.values()), ids=list(POLICY_BREAKERS)
+    )
+    def test_identifier_breaking_the_policy_is_code_13(
+        self, tencent_v2: TLSSigAPIv2.TLSSigAPIv2, userid: str, rule: str
+    ) -> None:
+        """A genuine Tencent token for a userid we would never sign fails with 13, naming why,
+        even when the caller expects exactly that userid."""
+        token = tencent_v2.gen_sig(userid, 86400)
+        assert decode(token)["TLS.identifier"] == userid
+        with pytest.raises(IdentifierMismatch) as info:
+            verify(
+                token,
+                userid=userid,
+                sdkappid=1400000000,
+                key=HmacSecret.from_text(SECRET_TEXT),
+                now=ISSUED_AT,
+            )
+        assert info.value.code == 13
+        assert "userid policy" in info.value.reason and rule in info.value.reason
+
+    def test_a_larger_app_limit_accepts_the_long_userid(
+        self, tencent_v2: TLSSigAPIv2.TLSSigAPIv2
+    ) -> None:
+        """The byte limit is the app's: with 64 bytes allowed, the 33-byte userid verifies."""
+        token = tencent_v2.gen_sig("x" * 33, 86400)
+        result = verify(
+            token,
+            userid="x" * 33,
+            sdkappid=1400000000,
+            key=HmacSecret.from_text(SECRET_TEXT),
+            now=ISSUED_AT,
+            policy=UserIdPolicy(max_bytes=64),
+        )
+        assert result.identifier == "x" * 33
 
 
 GOLDEN = FIXTURES / "golden_v1"
