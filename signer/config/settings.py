@@ -32,6 +32,16 @@ class ServerSettings(_Strict):
     shutdown_timeout: Annotated[float, Field(gt=0, le=600)] = 15.0
     body_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
     """Seconds a client may take to send a request body (a trickled body holds memory)."""
+    header_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
+    """Seconds a client may take to send a request's line and headers, from its first byte
+    (or from connecting): else 408 and the connection is closed (slowloris)."""
+    keepalive_timeout: Annotated[float, Field(ge=0, le=3600)] = 75.0
+    """Seconds an idle kept-alive connection stays open (0: close after each response)."""
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    """Open connections per HTTP process; beyond it a connection gets 503 and is closed."""
+    backlog: Annotated[int, Field(ge=1, le=65535)] = 1024
+    """Length of the kernel's queue of connections not yet accepted (capped by the
+    kernel's net.core.somaxconn)."""
     processes: Annotated[int, Field(ge=1, le=64)] = 1
     """HTTP processes sharing the port (SO_REUSEPORT), each with its own event loop and
     signing workers: one event loop is the limit of a single process."""

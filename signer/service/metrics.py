@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 
 from signer.cache import TokenIssuer
 from signer.engine import BATCH_SIZE_BUCKETS, Engine
+from signer.service.protocol import ConnectionGuard
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -71,6 +72,9 @@ class ServiceMetrics:
 
     def watch(self, engine: Callable[[], Engine], issuer: Callable[[], TokenIssuer]) -> None:
         self.registry.register(_EngineAndCacheCollector(engine, issuer))
+
+    def watch_connections(self, guard: ConnectionGuard) -> None:
+        self.registry.register(_ConnectionCollector(guard))
 
 
 class HttpStats:
@@ -215,4 +219,32 @@ class _EngineAndCacheCollector(Collector):
         cache = self._issuer().cache
         yield GaugeMetricFamily(
             "signer_cache_up", "1 if the token cache answers, else 0.", int(cache.healthy())
+        )
+
+
+class _ConnectionCollector(Collector):
+    """What the connection layer caught before requests reached a route."""
+
+    def __init__(self, guard: ConnectionGuard) -> None:
+        self._guard = guard
+
+    def collect(self) -> Iterator[Metric]:
+        guard = self._guard
+        yield GaugeMetricFamily(
+            "signer_http_connections_open", "Client connections open now.", guard.open
+        )
+        yield CounterMetricFamily(
+            "signer_http_connections_refused",
+            "Connections answered 503 and closed: [server] max_connections were open.",
+            guard.refused,
+        )
+        yield CounterMetricFamily(
+            "signer_http_header_timeouts",
+            "Connections answered 408 and closed: headers not in within header_timeout.",
+            guard.header_timeouts,
+        )
+        yield CounterMetricFamily(
+            "signer_http_malformed_requests",
+            "Requests answered 400 because they are not valid HTTP/1.1.",
+            guard.malformed,
         )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import resource
 import signal
 import socket
 from pathlib import Path
@@ -15,6 +17,7 @@ from signer.cache.factory import describe, make_cache
 from signer.config import ConfigError, Runtime, Settings, build_runtime, load_settings
 from signer.service.app import create_app
 from signer.service.logs import configure, get_logger
+from signer.service.protocol import ConnectionGuard, GuardedRunner
 from signer.service.state import ServiceState, restart_only_changes
 from signer.service.supervisor import supervise
 
@@ -51,11 +54,14 @@ def announce(runtime: Runtime) -> None:
 async def serve(
     settings: Settings,
     config_path: Path | None,
+    overrides: dict[str, object] | None = None,
     sock: socket.socket | None = None,
     shared_metrics: Path | None = None,
 ) -> None:
-    """Run one service process until SIGTERM. ``sock`` and ``shared_metrics`` are given
-    to the children of a supervisor (several processes on one port).
+    """Run one service process until SIGTERM. ``overrides`` are the command line's
+    (``--host``, ``--port``), applied again on every reload. ``sock`` and
+    ``shared_metrics`` are given to the children of a supervisor (several processes on one
+    port).
 
     SIGHUP is held back (blocked) until its handler is in place, so a reload asked for
     during start-up happens once the service is up rather than killing it or going lost."""
@@ -70,19 +76,25 @@ async def serve(
         cache = cache.model_copy(update={"max_entries": 0})
     state = ServiceState.create(runtime, make_cache(cache), shared_metrics)
     app = create_app(state)
-    runner = web.AppRunner(
+    server = settings.server
+    guard = ConnectionGuard(server.header_timeout, _connection_cap(server.max_connections))
+    state.metrics.watch_connections(guard)
+    runner = GuardedRunner(
         app,
+        guard,
+        shutdown_timeout=server.shutdown_timeout,
         access_log=None,
-        handle_signals=False,
-        shutdown_timeout=settings.server.shutdown_timeout,
+        keepalive_timeout=server.keepalive_timeout,
     )
     await runner.setup()  # starts the engine: its workers are up and hold the keys
     _tune_gc()
     site: web.BaseSite
     if sock is None:
-        site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True)
-    else:
-        site = web.SockSite(runner, sock)
+        site = web.TCPSite(
+            runner, server.host, server.port, reuse_address=True, backlog=server.backlog
+        )
+    else:  # aiohttp listens again on the socket: without the backlog it would be 128
+        site = web.SockSite(runner, sock, backlog=server.backlog)
     await site.start()
     log.info(
         "listening",
@@ -96,9 +108,9 @@ async def serve(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    overrides = {"host": settings.server.host, "port": settings.server.port}
     loop.add_signal_handler(
-        signal.SIGHUP, lambda: asyncio.ensure_future(_reload(state, config_path, overrides))
+        signal.SIGHUP,
+        lambda: asyncio.ensure_future(_reload(state, guard, config_path, overrides or {})),
     )
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # a pending one runs now
     await stop.wait()
@@ -136,7 +148,10 @@ def _tune_gc() -> None:
 
 
 async def _reload(
-    state: ServiceState, config_path: Path | None, overrides: dict[str, object]
+    state: ServiceState,
+    guard: ConnectionGuard,
+    config_path: Path | None,
+    overrides: dict[str, object],
 ) -> None:
     if state.runtime.settings.dev_mode:
         log.warning("SIGHUP ignored: dev mode has no configuration to reload")
@@ -153,6 +168,8 @@ async def _reload(
     except Exception as exc:  # a reload must never take the service down
         log.error("reload failed; the previous configuration keeps serving", error=repr(exc))
         return
+    guard.header_timeout = settings.server.header_timeout
+    guard.max_connections = _connection_cap(settings.server.max_connections)
     log.info(
         "configuration reloaded",
         apps=[f"{a.sdkappid} (key {a.key_version})" for a in runtime.apps.values()],
@@ -166,15 +183,45 @@ def run(config_path: Path | None, overrides: dict[str, object]) -> None:
     settings = load_settings(config_path, overrides)
     if settings.server.processes > 1:
         build_runtime(settings)  # a bad key stops the parent with a message, not N children
-        supervise(settings, config_path)
+        supervise(settings, config_path, overrides)
         return
     configure(settings.server.log_format, settings.server.log_level)
-    uvloop.run(serve(settings, config_path))
+    uvloop.run(serve(settings, config_path, overrides))
 
 
 def run_child(
-    settings: Settings, config_path: Path | None, sock: socket.socket, shared_metrics: Path
+    settings: Settings,
+    config_path: Path | None,
+    overrides: dict[str, object],
+    sock: socket.socket,
+    shared_metrics: Path,
 ) -> None:
     """Entry point of one HTTP process under a supervisor."""
     configure(settings.server.log_format, settings.server.log_level)
-    uvloop.run(serve(settings, config_path, sock, shared_metrics))
+    uvloop.run(serve(settings, config_path, overrides, sock, shared_metrics))
+
+
+FILE_RESERVE = 256  # descriptors kept for Redis connections, worker pipes, key files
+
+
+def _connection_cap(wanted: int) -> int:
+    """``max_connections``, raising this process's open-file limit to make room for it
+    (to the hard limit at most). Beyond the limit accept() would fail instead: connections
+    pile up in the kernel's queue unanswered, where a refusal is the clear answer."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + FILE_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        cap = max(1, soft - FILE_RESERVE)
+        log.warning(
+            "open-file limit too low for [server] max_connections; capping",
+            max_connections=wanted,
+            cap=cap,
+            nofile_limit=soft,
+        )
+        return cap
+    return wanted

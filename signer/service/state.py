@@ -114,6 +114,8 @@ RESTART_ONLY = {
         "port",
         "max_body_bytes",
         "shutdown_timeout",
+        "keepalive_timeout",
+        "backlog",
         "log_format",
         "log_level",
         "processes",

@@ -40,19 +40,22 @@ class GaveUp(Exception):
     """The HTTP processes keep dying as they start."""
 
 
-def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+def listening_sockets(host: str, port: int, count: int, backlog: int = 1024) -> list[socket.socket]:
     """``count`` sockets listening on one port; port 0 picks a free one for all of them.
 
     A probe binds the port first without SO_REUSEPORT, so that a port already served by
     another process (even with SO_REUSEPORT) is an error, not a silent share of its traffic.
+    It does set SO_REUSEADDR, as every listening socket here does: connections of a
+    previous instance left in TIME-WAIT must not stop a restart.
     """
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind((host, port))
         port = probe.getsockname()[1]
     sockets: list[socket.socket] = []
     try:
         for _ in range(count):
-            sock = socket.create_server((host, port), reuse_port=True, backlog=1024)
+            sock = socket.create_server((host, port), reuse_port=True, backlog=backlog)
             port = sock.getsockname()[1]
             sockets.append(sock)
     except OSError:
@@ -82,7 +85,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _child(settings: Settings, config_path: Path | None, sock: socket.socket, metrics: str) -> None:
+def _child(
+    settings: Settings,
+    config_path: Path | None,
+    overrides: dict[str, object],
+    sock: socket.socket,
+    metrics: str,
+) -> None:
     from signer.engine.worker import die_with_parent
     from signer.service.server import run_child
 
@@ -92,18 +101,23 @@ def _child(settings: Settings, config_path: Path | None, sock: socket.socket, me
     # handles it: ignoring it instead would drop a reload sent while this child starts.
     if config_path is not None and not settings.dev_mode:
         # A child started again after a SIGHUP must serve what its siblings reloaded.
-        server = settings.server
         try:
-            settings = load_settings(config_path, {"host": server.host, "port": server.port})
+            settings = load_settings(config_path, overrides)
         except ConfigError as exc:
             log.error("config file unusable; starting with the previous one", problems=exc.problems)
-    run_child(settings, config_path, sock, Path(metrics))
+    run_child(settings, config_path, overrides, sock, Path(metrics))
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, config_path: Path | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        config_path: Path | None,
+        overrides: dict[str, object] | None = None,
+    ) -> None:
         self.settings = settings
         self.config_path = config_path
+        self.overrides = overrides or {}
         self.count = settings.server.processes
         self._context = multiprocessing.get_context("spawn")
         self._children: list[BaseProcess | None] = [None] * self.count
@@ -113,7 +127,7 @@ class Supervisor:
 
     def run(self) -> None:
         server = self.settings.server
-        sockets = listening_sockets(server.host, server.port, self.count)
+        sockets = listening_sockets(server.host, server.port, self.count, server.backlog)
         _sweep_stale_metrics(Path(tempfile.gettempdir()))
         metrics = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -140,7 +154,7 @@ class Supervisor:
     def _start(self, index: int, sock: socket.socket, metrics: str) -> None:
         child = self._context.Process(
             target=_child,
-            args=(self.settings, self.config_path, sock, metrics),
+            args=(self.settings, self.config_path, self.overrides, sock, metrics),
             name=f"signer-http-{index}",
         )
         # Spawned with SIGHUP blocked (the mask survives fork and exec): a reload sent
@@ -209,10 +223,12 @@ class Supervisor:
                 child.join()
 
 
-def supervise(settings: Settings, config_path: Path | None) -> None:
+def supervise(
+    settings: Settings, config_path: Path | None, overrides: dict[str, object] | None = None
+) -> None:
     """Entry point of ``signer serve`` when ``[server] processes`` is above 1."""
     configure(settings.server.log_format, settings.server.log_level)
     try:
-        Supervisor(settings, config_path).run()
+        Supervisor(settings, config_path, overrides).run()
     except GaveUp:
         raise SystemExit(1) from None

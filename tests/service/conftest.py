@@ -94,9 +94,9 @@ def write_config(directory: Path, extra: str = "", v1_version: str = "2") -> Pat
     return config
 
 
-@pytest.fixture
-def deployment(tmp_path: Path) -> Deployment:
-    keys = tmp_path / "keys"
+def make_deployment(directory: Path) -> Deployment:
+    """Fresh keys, API keys and a config file in ``directory``."""
+    keys = directory / "keys"
     for sub in ("app1", "app2", "callers"):
         (keys / sub).mkdir(parents=True)
     v1, old = generate_private_key(Curve.P256), generate_private_key(Curve.P256)
@@ -105,8 +105,13 @@ def deployment(tmp_path: Path) -> Deployment:
     (keys / "app2" / "secret").write_text(SECRET + "\n")
     (keys / "callers" / "app-servers").write_text(API_KEY + "\n")
     (keys / "callers" / "limited").write_text(LIMITED_KEY)
-    config = write_config(tmp_path)
-    return Deployment(tmp_path, config, v1, old, HmacSecret.from_text(SECRET))
+    config = write_config(directory)
+    return Deployment(directory, config, v1, old, HmacSecret.from_text(SECRET))
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Deployment:
+    return make_deployment(tmp_path)
 
 
 ClientFactory = Callable[..., Awaitable[TestClient]]

@@ -52,17 +52,20 @@ def serve(
     env: dict[str, str] | None = None,
     wait_ready: bool = True,
     own_group: bool = False,
+    port: int | None = None,
 ) -> Iterator[Server]:
     """A `signer serve` subprocess on a free port, stopped with SIGTERM on exit. By
     default it is yielded once /readyz answers; ``wait_ready=False`` yields it at once.
-    ``own_group`` starts it in a process group of its own, which a test may signal."""
-    port = free_port()
+    ``own_group`` starts it in a process group of its own, which a test may signal.
+    Given a ``port``, the service is expected to take it from its configuration (no
+    ``--port`` on its command line)."""
+    flags = [] if port is not None else ["--port", str(port := free_port())]
     log = tmp_path / f"serve-{port}.log"
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNER_")}
     clean_env.update(env or {})
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "signer", "serve", "--port", str(port), *args],
+            [sys.executable, "-m", "signer", "serve", *flags, *args],
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=clean_env,
@@ -229,6 +232,28 @@ def test_sighup_reloads_keys_and_rejects_a_bad_config(
         assert "apps[1].secret_file" in server.log()
         r = httpx.post(url, json={"sdkappid": V2_APP, "userid": "still"}, headers=headers)
         assert r.status_code == 200
+
+
+def test_sighup_names_a_changed_bind_address_as_needing_a_restart(
+    tmp_path: Path, deployment: Deployment
+) -> None:
+    """The bind address comes from the file: a reload that changes it warns, naming it,
+    and the service keeps answering where it is."""
+    port = free_port()
+    text = deployment.config.read_text()
+    deployment.config.write_text(text.replace("[server]\n", f"[server]\nport = {port}\n"))
+    with serve(tmp_path, "--config", str(deployment.config), port=port) as server:
+        moved = text.replace("[server]\n", f'[server]\nport = {port + 1}\nhost = "127.0.0.2"\n')
+        deployment.config.write_text(moved)
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while "configuration reloaded" not in server.log():
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.1)
+        time.sleep(0.2)
+        warning = next(line for line in server.log().splitlines() if "after a restart" in line)
+        assert "server.port" in warning and "server.host" in warning
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
 
 
 @pytest.mark.parametrize(

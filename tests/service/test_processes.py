@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from signer.service.supervisor import listening_sockets
 from tests.service.conftest import V1_APP, V2_APP, Deployment, write_config
 from tests.service.test_process import Server, serve
 
@@ -201,3 +204,28 @@ class TestSeveralProcesses:
             assert second.returncode == 2
             assert "cannot listen" in second.stderr and "in use" in second.stderr
             assert "Traceback" not in second.stderr
+
+
+class TestRestart:
+    def test_a_port_whose_connections_wait_in_time_wait_is_bound_again(self) -> None:
+        """A restart right after serving traffic: the closed connections of the previous
+        instance sit in TIME-WAIT on the port, and must not stop the new one binding it
+        (the pre-flight probe once bound without SO_REUSEADDR and failed for 60 s)."""
+        with socket.create_server(("127.0.0.1", 0)) as previous:
+            port = previous.getsockname()[1]
+            client = socket.create_connection(("127.0.0.1", port))
+            served, _ = previous.accept()
+            served.close()  # the server closes first, as a draining instance does
+            assert client.recv(1) == b""
+            client.close()
+        sockets = listening_sockets("127.0.0.1", port, 2)
+        for sock in sockets:
+            sock.close()
+
+    def test_a_port_another_process_listens_on_is_still_refused(self) -> None:
+        """SO_REUSEADDR lets a restart through, not a second service onto a busy port."""
+        with (
+            socket.create_server(("127.0.0.1", 0), reuse_port=True) as other,
+            pytest.raises(OSError, match="in use"),
+        ):
+            listening_sockets("127.0.0.1", other.getsockname()[1], 2)
