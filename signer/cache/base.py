@@ -7,7 +7,7 @@ another's reply) must never give one user another user's token.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
 from signer.core import IssuedToken
@@ -51,9 +51,26 @@ class CacheKey(NamedTuple):
         )
 
 
+DEFAULT_MAX_LIFETIME = 10 * 365 * 86400
+"""The default of an app's ``max_expire``: how long a revocation lasts when the caller of
+``delete_user`` does not say."""
+
+
+class RevocationNotRecorded(Exception):
+    """A logout or ban the shared store could not take: instances may still serve the
+    user's tokens. Nothing was changed there (or nothing is known to have been), so the
+    caller must report failure and retry, after ``retry_after`` seconds."""
+
+    def __init__(self, store: str, retry_after: float = 1.0) -> None:
+        super().__init__(f"the {store} cache could not record the revocation")
+        self.store = store
+        self.retry_after = retry_after
+
+
 class CacheBackend(Protocol):
     """A shared (or local) token store. Calls never raise for a store outage: a backend
-    that cannot answer returns misses and drops writes, and says so in ``healthy``."""
+    that cannot answer returns misses and drops writes, and says so in ``healthy``. The
+    one exception is ``delete_user``, a security action: see there."""
 
     name: str
     process_local: bool
@@ -77,11 +94,36 @@ class CacheBackend(Protocol):
 
     async def delete(self, keys: Sequence[CacheKey]) -> int: ...
 
-    async def delete_user(self, sdkappid: int, userid: str, known: Sequence[CacheKey] = ()) -> int:
+    async def delete_user(
+        self,
+        sdkappid: int,
+        userid: str,
+        known: Sequence[CacheKey] = (),
+        *,
+        max_lifetime: int = DEFAULT_MAX_LIFETIME,
+    ) -> int:
         """Retire every cached token of one user (logout, ban). ``known`` names variants
         the caller can compute (a store may need them to free memory at once); the
-        result counts the entries removed that way."""
+        result counts the entries removed that way. ``max_lifetime`` is the longest a
+        token of the user's app may live (its ``max_expire``, seconds): what a store
+        remembers of the revocation need live no longer (plus a small margin).
 
-    def healthy(self) -> bool: ...
+        Returning means the revocation is recorded where every instance reads: a shared
+        store that cannot take it (down, paused, refusing writes) raises
+        :class:`RevocationNotRecorded`, never returns 0, because a logout or ban reported
+        done while the tokens are still served is worse than an error. Process-local
+        copies (the memory cache, an L1) are dropped whatever the shared store says."""
+
+    def healthy(self) -> bool:
+        """Does the store answer, as far as is known now? Cheap: read on every /readyz
+        and metrics scrape."""
+
+    async def probe(self) -> bool:
+        """Ask the store now, within a budget of its own, and update ``healthy`` with the
+        answer; never raises. A shared store also starts checking itself in the
+        background from then on, so ``healthy`` follows it on an idle instance."""
+
+    def on_health_change(self, listener: Callable[[bool], None]) -> None:
+        """Have ``listener(up)`` called once each time ``healthy`` changes."""
 
     async def close(self) -> None: ...

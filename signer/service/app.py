@@ -7,11 +7,16 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from signer.cache import CacheBackend
 from signer.service import openapi
 from signer.service.edge import Handler, guarded, method_not_allowed, not_found
 from signer.service.handlers import STATE, json_response
+from signer.service.logs import get_logger
 from signer.service.routes import ROUTES
 from signer.service.state import ServiceState
+
+log = get_logger("signer.server")
+CACHE_DOWN = "cache unreachable: serving by signing locally until it returns"
 
 
 def create_app(state: ServiceState) -> web.Application:
@@ -54,6 +59,7 @@ def create_app(state: ServiceState) -> web.Application:
 async def _engine_lifecycle(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     await state.engine.start()
+    await _check_cache(state.cache)
     publisher = None
     if state.metrics.shared is not None:  # one of several processes: share the metrics
         publisher = asyncio.ensure_future(_publish_metrics(state))
@@ -64,6 +70,27 @@ async def _engine_lifecycle(app: web.Application) -> AsyncIterator[None]:
     await state.cache.close()
     if state.metrics.shared is not None:
         state.metrics.publish()  # the final counts outlive the process
+
+
+async def _check_cache(cache: CacheBackend) -> None:
+    """Probe the cache before the first request, so /readyz and ``signer_cache_up`` are
+    true from the start, and log its result and every later change, once each. A cache
+    that does not answer never stops the service: requests are signed locally meanwhile."""
+    up = await cache.probe()
+    if cache.process_local:
+        return  # an in-process store has nothing to reach and never goes down
+    if up:
+        log.info("cache reachable", backend=cache.name)
+    else:
+        log.warning(CACHE_DOWN, backend=cache.name)
+    cache.on_health_change(lambda up: _log_cache_change(cache.name, up))
+
+
+def _log_cache_change(backend: str, up: bool) -> None:
+    if up:
+        log.info("cache reachable again", backend=backend)
+    else:
+        log.warning(CACHE_DOWN, backend=backend)
 
 
 METRICS_INTERVAL = 1.0

@@ -7,6 +7,7 @@ id to quote, and its traceback goes to the log, never to the client.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from signer.cache.base import RevocationNotRecorded
 from signer.core import InvalidArgument, InvalidUserId, SignerError
 from signer.engine import EngineClosed, Overloaded, UnknownApp, WorkerCrashed
 
@@ -67,6 +69,18 @@ def from_signer_error(exc: SignerError) -> ApiError:
     if isinstance(exc, WorkerCrashed):
         return ApiError(503, "signing_unavailable", exc.message, headers={"Retry-After": "1"})
     return ApiError(500, "signing_failed", "the token could not be signed")
+
+
+def from_revocation_error(exc: RevocationNotRecorded) -> ApiError:
+    """A logout or ban the shared cache could not take. Nothing says it happened, so it is
+    an error the caller must act on (retry), never a success with ``evicted: 0``."""
+    return ApiError(
+        503,
+        "revocation_not_recorded",
+        "the revocation could not be recorded in the shared cache, so other instances may "
+        "still serve the user's tokens; this instance's copies were dropped. Retry the DELETE",
+        headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))},
+    )
 
 
 def from_validation_error(exc: ValidationError) -> ApiError:

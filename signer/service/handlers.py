@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ValidationError
 
 from signer.cache import CacheKey, Issued
+from signer.cache.base import RevocationNotRecorded
 from signer.config import AppRuntime, Caller
 from signer.core import (
     UINT32_MAX,
@@ -28,7 +29,12 @@ from signer.core import (
 )
 from signer.engine import SignRequest
 from signer.service.auth import authorize
-from signer.service.errors import ApiError, from_signer_error, from_validation_error
+from signer.service.errors import (
+    ApiError,
+    from_revocation_error,
+    from_signer_error,
+    from_validation_error,
+)
 from signer.service.schemas import (
     BatchRequest,
     PrivateMapKeyRequest,
@@ -238,16 +244,47 @@ async def post_verify(request: web.Request) -> web.Response:
 
 
 async def delete_usersig(request: web.Request) -> web.Response:
-    """Logout or ban: every cached token of the user goes, on every instance."""
+    """Logout or ban: every cached token of the user goes, on every instance.
+
+    The path is checked as a body would be (a userid the app would never sign cannot have
+    tokens, and must not cost the store a marker). 200 means the revocation is recorded
+    where every instance reads; a shared store that could not take it gives 503
+    ``revocation_not_recorded`` with Retry-After (this instance's copies are gone anyway)."""
     state = request.app[STATE]
     raw = request.match_info["sdkappid"]
-    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) <= UINT32_MAX:
-        raise ApiError(422, "invalid_field", "sdkappid must be a decimal number", "sdkappid")
+    # Plain digits, no sign or leading zero, at most 10 of them (int() of thousands of
+    # digits would raise): the number as a JSON body would spell it.
+    if not (
+        0 < len(raw) <= 10
+        and raw.isascii()
+        and raw.isdigit()
+        and raw[0] != "0"
+        and int(raw) <= UINT32_MAX
+    ):
+        raise ApiError(
+            422,
+            "invalid_field",
+            f"sdkappid: must be a decimal number from 1 to {UINT32_MAX}, without sign or "
+            "leading zeros",
+            "sdkappid",
+        )
+    try:  # aiohttp leaves an undecodable escape such as %FF in the userid as literal text
+        unquote_to_bytes(request.rel_url.raw_path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(
+            422, "invalid_field", "userid: the path is not valid UTF-8", "userid"
+        ) from None
     app = _app_for(request, int(raw))
     userid = request.match_info["userid"]
+    UserIdPolicy(app.signing.max_userid_bytes).check(userid)  # InvalidUserId: 422, as in a body
     policy = state.policy(app)
     known = [CacheKey(app.sdkappid, policy.key_version, app.settings.default_expire, "", userid)]
-    evicted = await state.cache.delete_user(app.sdkappid, userid, known)
+    try:
+        evicted = await state.cache.delete_user(
+            app.sdkappid, userid, known, max_lifetime=app.settings.max_expire
+        )
+    except RevocationNotRecorded as exc:
+        raise from_revocation_error(exc) from None
     return json_response({"sdkappid": app.sdkappid, "userid": userid, "evicted": evicted})
 
 

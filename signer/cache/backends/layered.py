@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from signer.cache.backends.memory import MemoryCache
 from signer.cache.backends.redis import RedisCache
-from signer.cache.base import CachedToken, CacheKey
+from signer.cache.base import DEFAULT_MAX_LIFETIME, CachedToken, CacheKey
 
 
 class LayeredCache:
@@ -57,9 +57,21 @@ class LayeredCache:
         await self.l1.delete(keys)
         return await self.shared.delete(keys)
 
-    async def delete_user(self, sdkappid: int, userid: str, known: Sequence[CacheKey] = ()) -> int:
+    async def delete_user(
+        self,
+        sdkappid: int,
+        userid: str,
+        known: Sequence[CacheKey] = (),
+        *,
+        max_lifetime: int = DEFAULT_MAX_LIFETIME,
+    ) -> int:
+        """This instance's L1 first, in every case (it also refuses, for a while, tokens
+        issued before now that a read or signing under way would put back); then the
+        shared store, whose :class:`RevocationNotRecorded` reaches the caller; then, once
+        the marker is in Redis, the broadcast that empties the other instances' L1s (if it
+        is lost, their copies still leave within ``l1_ttl``)."""
         self.l1.drop_user(sdkappid, userid)
-        deleted = await self.shared.delete_user(sdkappid, userid, known)
+        deleted = await self.shared.delete_user(sdkappid, userid, known, max_lifetime=max_lifetime)
         await self.shared.publish_eviction(sdkappid, userid)
         return deleted
 
@@ -71,6 +83,12 @@ class LayeredCache:
 
     def healthy(self) -> bool:
         return self.shared.healthy()
+
+    async def probe(self) -> bool:
+        return await self.shared.probe()
+
+    def on_health_change(self, listener: Callable[[bool], None]) -> None:
+        self.shared.on_health_change(listener)
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -13,7 +13,8 @@ one pipeline of ``SET ... PX``: a cache hit does not cost a round trip of its ow
 MGET's one reply array parses far faster than a pipeline of separate replies. A logout or
 ban (``delete_user``) deletes the keys it knows and leaves a revocation marker
 ``<prefix>rev:{<sdkappid>:<userid>}`` (read in the same MGET) that retires every other
-variant issued before it. Writes are not awaited by the request that made them.
+variant issued before it, for as long as the app's longest token lives. Writes are not
+awaited by the request that made them; a revocation is, and raises if Redis does not take it.
 """
 
 from __future__ import annotations
@@ -31,15 +32,23 @@ from redis.backoff import NoBackoff
 
 from signer.cache import codec
 from signer.cache.backends.packing import use_hiredis_packing
-from signer.cache.base import CachedToken, CacheKey
+from signer.cache.base import (
+    DEFAULT_MAX_LIFETIME,
+    CachedToken,
+    CacheKey,
+    RevocationNotRecorded,
+)
 from signer.cache.breaker import CircuitBreaker, State
 
 MAX_KEYS_PER_CALL = 512
 MAX_NAMES_PER_MGET = 2 * MAX_KEYS_PER_CALL  # a token and its user's revocation marker each
 MAX_PENDING_WRITES = 50_000
 LEASE_TIMEOUT = 0.5
-REVOCATION_TTL_MS = 400 * 86400 * 1000  # longer than any token this service caches
+REVOCATION_MARGIN = 60  # seconds a marker outlives max_expire: token writes still in flight
+REVOCATION_BUDGET = 1.0  # seconds a logout or ban may spend on tries before it is refused
+REVOCATION_FIRST_PAUSE = 0.05  # between its tries, doubling
 WRITE_TIMEOUT = 1.0  # background writes are on no request's path: big pipelines may take time
+PROBE_TIMEOUT = 0.5  # a health check's PING is on no request's path either
 
 
 class _Read:
@@ -120,6 +129,10 @@ class RedisCache:
         self._tasks: set[asyncio.Task[None]] = set()
         self._owner = uuid.uuid4().hex.encode()
         self._lag = LoopLag()
+        self._health_listeners: list[Callable[[bool], None]] = []
+        self._watcher: asyncio.Task[None] | None = None
+        self._closed = False
+        self.breaker.add_listener(self._breaker_changed)
         self.subscriber: Redis = client
         # Delete the lease only if it is still ours (it may have expired and been re-taken).
         self._release = client.register_script(
@@ -374,27 +387,109 @@ class RedisCache:
             self._failed(error)
             return 0
 
-    async def delete_user(self, sdkappid: int, userid: str, known: Sequence[CacheKey] = ()) -> int:
+    async def delete_user(
+        self,
+        sdkappid: int,
+        userid: str,
+        known: Sequence[CacheKey] = (),
+        *,
+        max_lifetime: int = DEFAULT_MAX_LIFETIME,
+    ) -> int:
         """Retire every cached token of one user: delete the ``known`` variants now and
-        leave a revocation marker, read with every lookup, for all the others."""
-        if not self.breaker.allow():
-            return 0
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            now_ms = int(time.time() * 1000)
-            pipe.set(self.revocation_key(sdkappid, userid), now_ms, px=REVOCATION_TTL_MS)
-            if known:
-                pipe.delete(*[self.key(k) for k in known])
-            async with asyncio.timeout(max(self.timeout, LEASE_TIMEOUT)):
-                replies = await pipe.execute()
+        leave a revocation marker, read with every lookup, for all the others. The marker
+        lives ``max_lifetime`` seconds (+ a margin): no token issued before it outlives that.
+
+        Unlike any other call this one is made while the breaker is open (it guards the
+        token path; logouts are rare and a security action), and tried again within
+        REVOCATION_BUDGET: Redis answers each try within the client's timeout, and a brief
+        pause or failover should not turn a ban into an error. If no try gets through, the
+        failure counts for the breaker and :class:`RevocationNotRecorded` is raised."""
+        names = [self.key(k) for k in known]
+        marker = self.revocation_key(sdkappid, userid)
+        now_ms = int(time.time() * 1000)  # every try records the time of the request
+        ttl_ms = (max_lifetime + REVOCATION_MARGIN) * 1000
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REVOCATION_BUDGET
+        pause = REVOCATION_FIRST_PAUSE
+        while True:
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                pipe.set(marker, now_ms, px=ttl_ms)
+                if names:
+                    pipe.delete(*names)
+                async with asyncio.timeout_at(deadline):
+                    replies = await pipe.execute()
+            except Exception as error:
+                if loop.time() + pause < deadline:
+                    await asyncio.sleep(pause)
+                    pause *= 2
+                    continue
+                self._failed(error)
+                raise RevocationNotRecorded(self.name, self.breaker.reset_after) from error
             self.breaker.success()
-            return int(replies[1]) if known else 0
-        except Exception as error:
-            self._failed(error)
-            return 0
+            return int(replies[1]) if names else 0
 
     def healthy(self) -> bool:
         return self.breaker.state is State.CLOSED
+
+    # -- health ----------------------------------------------------------------------------
+
+    async def probe(self) -> bool:
+        """Ask Redis now (PING) whether it answers, and count the answer in the breaker
+        like any call's, so :meth:`healthy` says it at once. While the breaker is closed a
+        failed PING is asked again, up to its failure threshold: a lost packet does not
+        open it, a dead server does. Never raises.
+
+        Also starts the health check that keeps :meth:`healthy` true while no request
+        asks Redis anything (see :meth:`_watch`)."""
+        self._start_watch()
+        for _ in range(self.breaker.failure_threshold):
+            try:
+                async with asyncio.timeout(max(self.timeout, PROBE_TIMEOUT)):
+                    await self.client.ping()
+            except Exception as error:
+                self._failed(error)
+                if self.breaker.state is not State.CLOSED:
+                    return False
+            else:
+                self.breaker.success()
+                return True
+        return False
+
+    def on_health_change(self, listener: Callable[[bool], None]) -> None:
+        """Call ``listener(up)`` each time :meth:`healthy` changes: once when Redis stops
+        answering (the breaker opens), once when it answers again (the breaker closes);
+        never for the trial calls in between."""
+        self._health_listeners.append(listener)
+
+    def _breaker_changed(self, old: State, new: State) -> None:
+        if new is not State.CLOSED:
+            self._start_watch()
+        if (old is State.CLOSED) != (new is State.CLOSED):
+            for listener in self._health_listeners:
+                listener(new is State.CLOSED)
+
+    def _start_watch(self) -> None:
+        if self._closed or (self._watcher is not None and not self._watcher.done()):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a breaker driven by hand, outside any event loop
+            return
+        self._watcher = loop.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """Every ``reset_after`` seconds, PING Redis if the breaker is not closed or no
+        call has reached Redis since the last round. Requests alone would leave an idle
+        instance's health (readiness, ``signer_cache_up``) as it was when the last one
+        left: down forever after Redis returned, or up while it is gone. Busy instances
+        send nothing more: their requests are the check."""
+        breaker = self.breaker
+        while True:
+            await asyncio.sleep(breaker.reset_after)
+            if breaker.state is State.CLOSED and breaker.idle_for() < breaker.reset_after:
+                continue
+            await self.probe()
 
     def _failed(self, error: BaseException | None = None) -> None:
         """Count a failure against the breaker, unless it is a timeout while our own event
@@ -418,6 +513,11 @@ class RedisCache:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def close(self) -> None:
+        self._closed = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         self._lag.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flush(), timeout=1.0)
