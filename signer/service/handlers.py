@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
@@ -89,7 +90,69 @@ async def read_json(request: web.Request, model: type[M]) -> M:
         raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "malformed_json", "body must be a JSON object")
+    repeated = duplicate_key(raw, data)
+    if repeated is not None:
+        shown = repr(repeated) if len(repeated) <= 64 else repr(repeated[:64]) + "..."
+        raise ApiError(
+            400, "malformed_json", f"the key {shown} appears twice in one object of the body"
+        )
     return validate(model, data)
+
+
+class _Repeated(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _refuse_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _Repeated(key)
+        seen[key] = value
+    return seen
+
+
+def duplicate_key(raw: bytes, data: dict[str, Any]) -> str | None:
+    """A key that appears twice in one object of ``raw`` (which parsed to ``data``), if any.
+
+    orjson keeps the last of two equal keys, Tencent's C++ verifier the first: a repeated
+    key makes the body mean whatever its reader picks. Parsing every body a second time
+    would cost every request, so absence is proved cheaply first, for the usual body: no
+    backslash (every string is spelt in the bytes as its quoted UTF-8, and none contains
+    a quote) and a single ``{`` (the top object is the only object). Then each member has
+    one ``:`` of its own, so as many colons as distinct keys means no key came twice;
+    failing that (a colon inside a string), a key given twice would be two disjoint
+    occurrences of ``"key"``, so a key found exactly once is there once. A body with an
+    escape, a nested object, or a value spelt like one of its keys takes the exact check:
+    the stdlib's C parser with a hook on every object.
+    """
+    if b"\\" not in raw and raw.find(b"{", raw.find(b"{") + 1) < 0:
+        # On a short body a call and a loop would cost more than counting every byte.
+        short = len(raw) <= 4096
+        colons = raw.count(b":") if short else _occurrences(raw, b":", len(data) + 1)
+        if colons == len(data):
+            return None
+        if all(_occurrences(raw, f'"{key}"'.encode(), 2) == 1 for key in data):
+            return None
+    try:
+        json.loads(raw, object_pairs_hook=_refuse_repeats)
+    except _Repeated as repeated:
+        return repeated.key
+    except (ValueError, RecursionError):  # orjson took it; the stdlib allows less nesting
+        raise ApiError(400, "malformed_json", "body is nested too deeply") from None
+    return None
+
+
+def _occurrences(raw: bytes, needle: bytes, stop: int) -> int:
+    """How many times ``needle`` starts in ``raw``, counting no further than ``stop``.
+    For one byte, ``bytes.find`` jumps there with memchr where ``bytes.count`` compares
+    byte by byte: 1 us rather than 40 us on a 10,000-userid batch."""
+    found, at = 0, raw.find(needle)
+    while at >= 0 and found < stop:
+        found += 1
+        at = raw.find(needle, at + 1)
+    return found
 
 
 def _check_content_coding(values: list[str]) -> None:

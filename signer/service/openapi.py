@@ -94,15 +94,10 @@ def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": ref(route.body, "validation")}},
         }
-    path_parameters = _PATH_PARAMETER.findall(route.path)
-    if path_parameters:
-        operation["parameters"] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in path_parameters
-        ]
+    parameters = _path_parameters(route)
     if route.query is not None:
         query_schema = route.query.model_json_schema()
-        operation["parameters"] = [
+        parameters += [
             {
                 "name": name,
                 "in": "query",
@@ -111,6 +106,8 @@ def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
             }
             for name, prop in query_schema["properties"].items()
         ]
+    if parameters:
+        operation["parameters"] = parameters
     ok: dict[str, Any] = {"description": "OK"}
     if route.response is not None:
         ok["content"] = {"application/json": {"schema": ref(route.response, "serialization")}}
@@ -123,6 +120,20 @@ def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
             "content": {"application/json": {"schema": ref(ErrorResponse, "serialization")}},
         }
     return operation
+
+
+def _path_parameters(route: Route) -> list[dict[str, Any]]:
+    """Each ``{placeholder}`` with the schema of its field in ``route.path_parameters``: a
+    bare string would let clients (and schemathesis) send what the handler refuses."""
+    names = _PATH_PARAMETER.findall(route.path)
+    model = route.path_parameters
+    properties = {} if model is None else model.model_json_schema()["properties"]
+    missing = [name for name in names if name not in properties]
+    if missing:
+        raise ValueError(f"{route.method} {route.path}: no schema for path parameters {missing}")
+    return [
+        {"name": name, "in": "path", "required": True, "schema": properties[name]} for name in names
+    ]
 
 
 DOCS_PAGE = """<!doctype html>

@@ -12,6 +12,7 @@ from signer.service import handlers
 from signer.service.schemas import (
     BatchRequest,
     BatchResponse,
+    EvictPath,
     EvictResponse,
     Health,
     PrivateMapKeyRequest,
@@ -33,6 +34,7 @@ class Route:
     summary: str
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
+    path_parameters: type[BaseModel] | None = None  # one field per {placeholder}
     response: type[BaseModel] | None = None
     authenticated: bool = True
     errors: tuple[int, ...] = field(default=(400, 401, 403, 404, 408, 413, 415, 422, 429, 503))
@@ -66,11 +68,13 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "DELETE",
-        "/v1/usersig/{sdkappid}/{userid:.+}",
+        # (?s): a userid with a newline is refused with 422 like in a body, not unrouted.
+        "/v1/usersig/{sdkappid}/{userid:(?s:.+)}",
         handlers.delete_usersig,
         "Evict a user's cached tokens on every instance (logout, ban)",
+        path_parameters=EvictPath,
         response=EvictResponse,
-        errors=(401, 403, 404, 422, 429),
+        errors=(401, 403, 404, 422, 429, 503),
     ),
     Route(
         "POST",

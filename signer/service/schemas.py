@@ -8,23 +8,74 @@ job and is reported as 422 by the error mapping, so it reads the same everywhere
 from __future__ import annotations
 
 import base64
-import binascii
+import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from signer.core import PRIVILEGE_ALL, UINT32_MAX
+from signer.core.limits import MAX_ROOM_STR_BYTES
 
-SdkAppId = Annotated[int, Field(ge=1, le=UINT32_MAX, description="The app's SDKAppID.")]
-UserId = Annotated[str, Field(min_length=1, max_length=1024, description="The user.")]
-Expire = Annotated[
-    int | None,
+
+def _whole_number(value: object) -> object:
+    """13128.0 as the integer 13128: JSON has a single number type, JSON Schema's
+    "integer" is any number whose value is whole, and JavaScript clients cannot tell the
+    two apart. Fractions, booleans and strings go on to the strict check and are refused
+    (so are NaN and infinities, which JSON cannot carry anyway)."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+def _bounds(low: int, high: int, description: str | None = None) -> Any:
+    """An integer's bounds, and the OpenAPI format that holds them."""
+    return Field(
+        ge=low,
+        le=high,
+        description=description,
+        json_schema_extra={"format": "int32" if high < 2**31 else "int64"},
+    )
+
+
+WHOLE = BeforeValidator(_whole_number)
+
+# What JSON Schema can say of the text policy (signer.core.policy) for userids and room
+# names: no C0/C1 control characters and no line or paragraph separator. Lone surrogates
+# cannot travel in UTF-8 at all, and limits in UTF-8 bytes have no JSON Schema keyword: as
+# many characters bound them from above. The core, not this pattern, refuses such text, so
+# that its error (422 invalid_userid, invalid_room_str) reads the same everywhere.
+NO_CONTROL_CHARACTERS = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"
+
+SdkAppId = Annotated[int, _bounds(1, UINT32_MAX, "The app's SDKAppID."), WHOLE]
+UserId = Annotated[
+    str,
     Field(
-        default=None,
-        ge=1,
-        le=UINT32_MAX,
-        description="Lifetime in seconds; the app's default if omitted.",
+        min_length=1,
+        max_length=1024,
+        description="The user.",
+        json_schema_extra={"pattern": NO_CONTROL_CHARACTERS},
     ),
+]
+RoomStr = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_ROOM_STR_BYTES,
+        description=f"A room name, at most {MAX_ROOM_STR_BYTES} bytes in UTF-8.",
+        json_schema_extra={"pattern": NO_CONTROL_CHARACTERS},
+    ),
+]
+Seconds = Annotated[int, _bounds(1, UINT32_MAX), WHOLE]
+Expire = Annotated[
+    Seconds | None,
+    Field(default=None, description="Lifetime in seconds; the app's default if omitted."),
 ]
 
 
@@ -32,20 +83,26 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+# Standard base64 with its padding (RFC 4648 section 4), the same rule in the schema and in
+# the service: b64decode(validate=True) alone also takes extra "=" after a full quantum.
+BASE64_PATTERN = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+_BASE64 = re.compile(BASE64_PATTERN.removeprefix("^").removesuffix("$"))
+Base64 = Annotated[
+    str, Field(json_schema_extra={"pattern": BASE64_PATTERN, "contentEncoding": "base64"})
+]
+
+
 class UserSigRequest(_Model):
     sdkappid: SdkAppId
     userid: UserId
     expire: Expire = None
-    userbuf: str | None = Field(default=None, description="Opaque bytes to embed, base64.")
+    userbuf: Base64 | None = Field(default=None, description="Opaque bytes to embed, base64.")
 
     @field_validator("userbuf")
     @classmethod
     def _base64(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                base64.b64decode(value, validate=True)
-            except (binascii.Error, ValueError):
-                raise ValueError("userbuf must be standard base64") from None
+        if value is not None and _BASE64.fullmatch(value) is None:
+            raise ValueError("userbuf must be standard base64")
         return value
 
     def userbuf_bytes(self) -> bytes | None:
@@ -80,11 +137,22 @@ class BatchRequest(_Model):
 
 
 class PrivateMapKeyRequest(_Model):
+    """A TRTC room privilege token. Exactly one of room_id and room_str names the room
+    (null counts as absent)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["room_id"], "properties": {"room_id": {"type": "integer"}}},
+                {"required": ["room_str"], "properties": {"room_str": {"type": "string"}}},
+            ]
+        }
+    )
     sdkappid: SdkAppId
     userid: UserId
-    room_id: int | None = Field(default=None, ge=1, le=UINT32_MAX)
-    room_str: str | None = Field(default=None, min_length=1, max_length=256)
-    privilege: int = Field(default=PRIVILEGE_ALL, ge=0, le=PRIVILEGE_ALL)
+    room_id: Annotated[int, _bounds(1, UINT32_MAX), WHOLE] | None = None
+    room_str: RoomStr | None = None
+    privilege: Annotated[int, _bounds(0, PRIVILEGE_ALL), WHOLE] = PRIVILEGE_ALL
     expire: Expire = None
 
     @model_validator(mode="after")
@@ -94,12 +162,20 @@ class PrivateMapKeyRequest(_Model):
         return self
 
 
+class EvictPath(BaseModel):
+    """The path parameters of ``DELETE /v1/usersig/{sdkappid}/{userid}``: what the OpenAPI
+    document says of them (the handler reads the segments itself)."""
+
+    sdkappid: SdkAppId
+    userid: UserId
+
+
 class VerifyRequest(_Model):
     sdkappid: SdkAppId
     userid: str = Field(max_length=1024)
     usersig: str = Field(max_length=64 * 1024)
-    now: int | None = Field(
-        default=None, ge=0, le=UINT32_MAX, description="Judge expiry at this time."
+    now: Annotated[int, _bounds(0, UINT32_MAX), WHOLE] | None = Field(
+        default=None, description="Judge expiry at this time."
     )
 
 

@@ -85,6 +85,7 @@ async def serve(
         shutdown_timeout=server.shutdown_timeout,
         access_log=None,
         keepalive_timeout=server.keepalive_timeout,
+        max_line_size=MAX_REQUEST_LINE,
     )
     await runner.setup()  # starts the engine: its workers are up and hold the keys
     _tune_gc()
@@ -200,6 +201,11 @@ def run_child(
     configure(settings.server.log_format, settings.server.log_level)
     uvloop.run(serve(settings, config_path, overrides, sock, shared_metrics))
 
+
+# The longest userid the schema allows (1024 characters, four UTF-8 bytes each) is 12,288
+# bytes percent-encoded in a GET or DELETE URL: it must reach the userid policy's 422 rather
+# than stop at aiohttp's default 8190-byte request line. Header lines keep the default.
+MAX_REQUEST_LINE = 16384
 
 FILE_RESERVE = 256  # descriptors kept for Redis connections, worker pipes, key files
 

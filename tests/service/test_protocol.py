@@ -98,7 +98,7 @@ def hostile_requests(token: str) -> dict[str, bytes]:
     """Requests aiohttp cannot parse or route, each carrying the API key or a token."""
     key = API_KEY.encode()
     sig = token.encode()
-    long = sig * (9000 // len(sig) + 1)  # past aiohttp's 8190-byte line limit
+    long = sig * (17000 // len(sig) + 1)  # past the 16384-byte request line limit
     verify_body = orjson.dumps({"sdkappid": V1_APP, "userid": "u", "usersig": token})
     return {
         "control byte in Authorization": b"POST /v1/usersig HTTP/1.1\r\nHost: x\r\n"
@@ -108,12 +108,12 @@ def hostile_requests(token: str) -> dict[str, bytes]:
         + b"\nContent-Type: application/json\nContent-Length: %d\n\n" % len(verify_body)
         + verify_body,
         "NUL in the path": b"GET /v1/usersig\x00" + sig + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-        "URL over 8 kB": b"GET /v1/usersig?userid="
+        "URL over 16 kB": b"GET /v1/usersig?userid="
         + long
         + b"&k="
         + key
         + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-        "header over 8 kB": b"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        "header line over 8 kB": b"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
         + key
         + b"\r\nX-Token: "
         + long
