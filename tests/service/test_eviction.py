@@ -14,6 +14,7 @@ import pytest
 import redis
 from aiohttp.test_utils import TestClient
 
+from signer.service.handlers import STATE
 from tests.cache.redis_server import RedisServer
 from tests.service.conftest import V2_APP, ClientFactory, Deployment, write_config
 
@@ -82,6 +83,17 @@ async def subscribed(server: RedisServer, instances: int) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"not {instances} subscribers: {reply}")
+
+
+async def broadcast_reached(client: TestClient, seconds: float = 3.0) -> None:
+    """Wait until the eviction broadcast has emptied ``client``'s L1 of the user. It travels
+    through Redis pub/sub and the instance's event loop, so a loaded machine may take a
+    moment; it must arrive, and nothing stale may be served once it has."""
+    l1 = client.app[STATE].cache.l1
+    deadline = time.monotonic() + seconds
+    while l1.user_keys(V2_APP, USER):
+        assert time.monotonic() < deadline, "the eviction broadcast never reached the L1"
+        await asyncio.sleep(0.01)
 
 
 async def never_served(
@@ -211,6 +223,7 @@ class TestRevocationMarker:
         status, body, _ = await revoke(first, deployment)
         assert (status, body) == (200, {"sdkappid": V2_APP, "userid": USER, "evicted": 1})
         await never_served(first, deployment, old, seconds=0.6)
+        await broadcast_reached(second)
         await never_served(second, deployment, old, seconds=0.6)
 
 
