@@ -26,7 +26,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from signer.cache import TokenIssuer
+from signer.cache import CacheBackend, TokenIssuer
+from signer.cache.backends.layered import LayeredCache
+from signer.cache.backends.redis import RedisCache
 from signer.engine import BATCH_SIZE_BUCKETS, Engine
 from signer.service.protocol import ConnectionGuard
 
@@ -220,6 +222,28 @@ class _EngineAndCacheCollector(Collector):
         yield GaugeMetricFamily(
             "signer_cache_up", "1 if the token cache answers, else 0.", int(cache.healthy())
         )
+        shared = shared_store(cache)
+        if shared is not None:  # the memory cache has no calls to fail, no writes to drop
+            yield CounterMetricFamily(
+                "signer_cache_errors",
+                "Calls to the shared cache that failed or timed out (each one a miss or a "
+                "dropped write for the request; the token was signed anyway).",
+                shared.errors,
+            )
+            yield CounterMetricFamily(
+                "signer_cache_dropped_writes",
+                "Tokens signed but not stored in the shared cache: refused by the breaker, "
+                "failed, or over the write queue's cap.",
+                shared.dropped_writes,
+            )
+
+
+def shared_store(cache: CacheBackend) -> RedisCache | None:
+    """The Redis store behind ``cache`` (behind its in-process L1, if it has one), or
+    None for the memory cache."""
+    if isinstance(cache, LayeredCache):
+        return cache.shared
+    return cache if isinstance(cache, RedisCache) else None
 
 
 class _ConnectionCollector(Collector):

@@ -11,7 +11,7 @@ Eviction broadcasts use ordinary PUBLISH, which a cluster propagates to every no
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis, RedisCluster
@@ -20,6 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from signer.cache.backends.redis import RedisCache
+from signer.cache.breaker import CircuitBreaker
 
 
 def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
@@ -43,13 +44,20 @@ def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
 class RedisClusterCache(RedisCache):
     name = "redis-cluster"
 
-    async def _mget_call(self, keys: list[bytes]) -> list[Any]:
+    async def _mget_call(self, names: list[bytes]) -> list[Any]:
         # Users live in many slots: redis-py splits this into one MGET per slot group.
         client: Any = self.client
-        return list(await client.mget_nonatomic(keys))
+        return list(await client.mget_nonatomic(names))
 
     @classmethod
-    def from_url(cls, url: str, *, timeout: float = 0.05, **kwargs: object) -> RedisClusterCache:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        timeout: float = 0.05,
+        breaker: CircuitBreaker | None = None,
+        prefix: str = "signer:",
+    ) -> Self:
         nodes, options = parse_cluster_url(url)
         client = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in nodes],
@@ -59,9 +67,9 @@ class RedisClusterCache(RedisCache):
             health_check_interval=0,
             **options,
         )
-        cache = cls(client, timeout=timeout, **kwargs)  # type: ignore[arg-type]
+        # PUBLISH reaches every node of a cluster: one node is enough to listen on.
         host, port = nodes[0]
-        cache.subscriber = Redis(
+        subscriber = Redis(
             host=host, port=port, socket_connect_timeout=max(timeout, 1.0), **options
         )
-        return cache
+        return cls(client, subscriber=subscriber, timeout=timeout, breaker=breaker, prefix=prefix)

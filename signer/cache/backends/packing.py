@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import hiredis
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 
 class HiredisPacking:
@@ -34,8 +34,9 @@ class HiredisPacking:
         return packed
 
 
-def use_hiredis_packing(client: Redis) -> None:
-    """Make every connection ``client`` opens from now on pack commands with hiredis."""
+def use_hiredis_packing(client: Redis | RedisCluster) -> None:
+    """Make every connection ``client`` opens from now on pack commands with hiredis (a
+    cluster client has a pool per node, not one: it is left as it is)."""
     pool = getattr(client, "connection_pool", None)
     if pool is None:
         return

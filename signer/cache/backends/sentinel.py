@@ -8,7 +8,7 @@ the calls in between are misses, like any other Redis outage.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
@@ -17,6 +17,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
 from signer.cache.backends.redis import RedisCache
+from signer.cache.breaker import CircuitBreaker
 
 
 def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, dict[str, Any]]:
@@ -45,7 +46,14 @@ class RedisSentinelCache(RedisCache):
     name = "redis-sentinel"
 
     @classmethod
-    def from_url(cls, url: str, *, timeout: float = 0.05, **kwargs: object) -> RedisSentinelCache:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        timeout: float = 0.05,
+        breaker: CircuitBreaker | None = None,
+        prefix: str = "signer:",
+    ) -> Self:
         sentinels, service, options = parse_sentinel_url(url)
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             sentinels, socket_timeout=timeout, socket_connect_timeout=timeout
@@ -59,8 +67,7 @@ class RedisSentinelCache(RedisCache):
             health_check_interval=0,
             **options,
         )
-        cache = cls(client, timeout=timeout, **kwargs)  # type: ignore[arg-type]
-        cache.subscriber = sentinel.master_for(
+        subscriber = sentinel.master_for(
             service, redis_class=Redis, socket_connect_timeout=max(timeout, 1.0), **options
         )
-        return cache
+        return cls(client, subscriber=subscriber, timeout=timeout, breaker=breaker, prefix=prefix)

@@ -1,0 +1,80 @@
+"""The one rule every call to Redis follows: a time budget, the circuit breaker, and an
+account of failures.
+
+Redis is an accelerator, not a dependency. A call that has not answered within its budget
+(tens of milliseconds on the request path) is worth less than signing locally, so it is
+abandoned and its caller treats it as a miss or a dropped write; enough failures in a row
+open the breaker, and calls are then refused before they cost anything. Every command the
+Redis backends send goes through :meth:`Guard.call`, as aiocache wraps each backend call in
+its timeout, so there is one place that says what a failure is.
+
+What a failure is: any exception (timeout, refused connection, an error reply such as OOM),
+except a timeout while our own event loop was too busy to read the reply in time. That is a
+request burst, not a slow Redis, and opening the breaker for it would make the burst worse
+(every request would then sign). Such timeouts still count in :attr:`Guard.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, TypeVarTuple
+
+from signer.cache.backends.looplag import LoopLag
+from signer.cache.breaker import CircuitBreaker
+
+T = TypeVar("T")
+Args = TypeVarTuple("Args")
+
+
+class Guard:
+    """Budget, breaker and failure accounting for one backend's calls."""
+
+    def __init__(self, breaker: CircuitBreaker, timeout: float) -> None:
+        self.breaker = breaker
+        self.timeout = timeout
+        self.errors = 0
+        """Calls that failed or timed out, breaker-excused timeouts included."""
+        self.lag = LoopLag()
+
+    async def call(
+        self,
+        operation: Callable[[*Args], Awaitable[T]],
+        *args: *Args,
+        budget: float | None = None,
+        ask_breaker: bool = True,
+    ) -> T | None:
+        """``await operation(*args)`` within ``budget`` seconds (default: the backend's
+        timeout); None if the breaker refuses it or it fails, which is then counted. An
+        operation is a whole round trip (build the pipeline and execute it), so everything
+        that can fail is inside the guard.
+
+        ``ask_breaker=False`` for calls whose admission was decided elsewhere: a read asks
+        when it is queued (in half-open state, the MGET carrying the one trial read must not
+        be refused as a second trial), and a health probe asks Redis whatever the breaker
+        says. None is never a successful answer: every operation returns a value."""
+        if ask_breaker and not self.breaker.allow():
+            return None
+        try:
+            async with asyncio.timeout(self.timeout if budget is None else budget):
+                result = await operation(*args)
+            self.breaker.success()
+        except Exception as error:
+            self.failed(error)
+            return None
+        return result
+
+    def succeeded(self) -> None:
+        """Record a call that reached Redis, for callers with their own try (retries)."""
+        self.breaker.success()
+
+    def failed(self, error: BaseException) -> None:
+        """Record a failed call: always in :attr:`errors`, against the breaker unless it is
+        a timeout while the event loop lagged by half the budget or more."""
+        self.errors += 1
+        if isinstance(error, TimeoutError) and self.lag.lag() >= self.timeout / 2:
+            return
+        self.breaker.failure()
+
+    def close(self) -> None:
+        self.lag.stop()

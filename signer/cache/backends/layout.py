@@ -1,0 +1,65 @@
+"""What the Redis backends store, under which names: one place for the layout in Redis.
+
+- a token: ``<prefix>{<sdkappid>:<userid>}:<key version>:<expire>:<userbuf digest>``,
+  holding the compact codec bytes (:mod:`signer.cache.codec`), with a PX expiry;
+- a revocation marker: ``<prefix>rev:{<sdkappid>:<userid>}``, the time in milliseconds of
+  the user's last logout or ban; every token issued at or before it is retired. It is read
+  with each token, in the same MGET or pipeline;
+- a signing lease: ``<prefix>lease:<cache key text>``, holding a random owner id;
+- the eviction channel ``<prefix>evictions``, whose messages name a user as
+  ``<prefix><sdkappid>:<userid>``.
+
+A token and its user's marker share the hash tag ``{sdkappid:userid}``: in a cluster they
+live in one slot, so a read of both never spans nodes. Names are bytes, encoded with
+``surrogatepass`` so that no userid the service accepts can fail to encode.
+"""
+
+from __future__ import annotations
+
+from signer.cache import codec
+from signer.cache.base import CachedToken, CacheKey
+
+
+class KeyLayout:
+    """The names of one deployment (one key prefix)."""
+
+    def __init__(self, prefix: str = "signer:") -> None:
+        self.prefix = prefix
+        self._raw_prefix = prefix.encode()
+        self.eviction_channel = (prefix + "evictions").encode()
+
+    def token(self, key: CacheKey) -> bytes:
+        text = (
+            f"{self.prefix}{{{key.sdkappid}:{key.userid}}}:"
+            f"{key.key_version}:{key.expire}:{key.userbuf_digest}"
+        )
+        return text.encode("utf-8", "surrogatepass")
+
+    def revocation(self, sdkappid: int, userid: str) -> bytes:
+        return f"{self.prefix}rev:{{{sdkappid}:{userid}}}".encode("utf-8", "surrogatepass")
+
+    def lease(self, key: CacheKey) -> bytes:
+        return (self.prefix + "lease:" + key.text()).encode("utf-8", "surrogatepass")
+
+    def user(self, sdkappid: int, userid: str) -> bytes:
+        """What an eviction broadcast names: the user, not a token."""
+        return f"{self.prefix}{sdkappid}:{userid}".encode("utf-8", "surrogatepass")
+
+    def evicted_user(self, message: bytes) -> tuple[int, str] | None:
+        """The user an eviction broadcast names; None for a message that names none."""
+        appid, _, userid = (
+            message.removeprefix(self._raw_prefix).decode("utf-8", "replace").partition(":")
+        )
+        return (int(appid), userid) if appid.isdigit() else None
+
+
+def read_entry(value: object, revoked: object, key: CacheKey) -> CachedToken | None:
+    """The token stored under ``key``'s name, unless it is missing, unreadable, or issued
+    at or before its user's revocation marker (``revoked``, read alongside it)."""
+    # The display version is the cache version without its key fingerprint.
+    version = key.key_version.partition("~")[0]
+    entry = codec.decode(value, version) if isinstance(value, bytes) else None
+    revoked_at = int(revoked) if isinstance(revoked, bytes) and revoked.isdigit() else -1
+    if entry is not None and entry.issued_at * 1000 <= revoked_at:
+        return None  # issued before the user's last logout or ban
+    return entry
