@@ -10,7 +10,8 @@ from aiohttp import web
 from signer.cache import CacheBackend
 from signer.service import openapi
 from signer.service.edge import Handler, guarded, method_not_allowed, not_found
-from signer.service.handlers import STATE, json_response
+from signer.service.handlers import json_response
+from signer.service.keys import STATE
 from signer.service.logs import get_logger
 from signer.service.routes import ROUTES
 from signer.service.state import ServiceState

@@ -13,36 +13,30 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from signer.config import Caller, Runtime
-from signer.service.errors import ApiError
+from signer.service.errors import Forbidden, RateLimited, Unauthenticated
 
 ANONYMOUS = Caller("anonymous", b"", None)
 
 
 def authenticate(runtime: Runtime, authorization: str | None) -> Caller:
-    """The caller for an ``Authorization`` header; raises 401 ApiError if there is none."""
+    """The caller for an ``Authorization`` header; raises :class:`Unauthenticated` if
+    there is none."""
     if runtime.settings.auth.disabled:
         return ANONYMOUS
-    challenge = {"WWW-Authenticate": 'Bearer realm="signer"'}
     if not authorization:
-        raise ApiError(
-            401, "unauthenticated", "missing Authorization: Bearer <api key>", headers=challenge
-        )
+        raise Unauthenticated("missing Authorization: Bearer <api key>")
     scheme, _, key = authorization.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
-        raise ApiError(
-            401, "unauthenticated", "Authorization must be 'Bearer <api key>'", headers=challenge
-        )
+        raise Unauthenticated("Authorization must be 'Bearer <api key>'")
     caller = runtime.authenticate(key.strip())
     if caller is None:
-        raise ApiError(401, "unauthenticated", "unknown API key", headers=challenge)
+        raise Unauthenticated("unknown API key")
     return caller
 
 
 def authorize(caller: Caller, sdkappid: int) -> None:
     if not caller.may_use(sdkappid):
-        raise ApiError(
-            403, "forbidden", f"caller {caller.name!r} may not use sdkappid {sdkappid}", "sdkappid"
-        )
+        raise Forbidden(f"caller {caller.name!r} may not use sdkappid {sdkappid}", "sdkappid")
 
 
 @dataclass
@@ -59,7 +53,7 @@ class RateLimiter:
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
 
     def check(self, caller: str, cost: float = 1.0) -> None:
-        """Take ``cost`` tokens from the caller's bucket or raise 429 with Retry-After."""
+        """Take ``cost`` tokens from the caller's bucket or raise :class:`RateLimited`."""
         now = self.clock()
         bucket = self._buckets.get(caller)
         if bucket is None:
@@ -70,9 +64,7 @@ class RateLimiter:
             bucket.tokens -= cost
             return
         wait = math.ceil((cost - bucket.tokens) / self.rate)
-        raise ApiError(
-            429,
-            "rate_limited",
+        raise RateLimited(
             f"caller {caller!r} is over its rate limit of {self.rate:g} requests/s",
-            headers={"Retry-After": str(max(1, wait))},
+            retry_after=wait,
         )

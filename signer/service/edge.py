@@ -1,5 +1,5 @@
 """What every request passes around its handler: request id, auth, rate limit, error
-shaping, metrics and the access log line.
+shaping, metrics and the access log line (whose ``outcome`` is ``ok`` or the error code).
 
 Each handler is wrapped once, when the routes are registered, instead of running this as an
 aiohttp middleware: an aiohttp middleware costs every request ~4 µs before it does anything
@@ -8,12 +8,12 @@ aiohttp middleware: an aiohttp middleware costs every request ~4 µs before it d
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 
 from aiohttp import hdrs, web
 from multidict import istr
@@ -21,8 +21,8 @@ from multidict import istr
 from signer.config import Caller
 from signer.core import SignerError
 from signer.service.auth import authenticate
-from signer.service.errors import ApiError, from_http_exception, from_signer_error
-from signer.service.handlers import CALLER, OUTCOME, SDKAPPID, STATE
+from signer.service.errors import ApiError, InternalError, from_http_exception, from_signer_error
+from signer.service.keys import CALLER, SDKAPPID, STATE
 from signer.service.logs import get_logger, info_enabled
 
 X_REQUEST_ID = istr("X-Request-ID")
@@ -62,27 +62,26 @@ def guarded(handler: Handler, route: str, authenticated: bool = True) -> Handler
                 if state.runtime.settings.rate_limit.enabled:
                     state.limiter.check(caller.name)
             response = await handler(request)
-        except ApiError as exc:
-            response, request[OUTCOME] = exc.response(), exc.code
-        except SignerError as exc:
-            error = from_signer_error(exc)
-            response, request[OUTCOME] = error.response(), error.code
-        except web.HTTPException as exc:
-            error = from_http_exception(exc)
-            response, request[OUTCOME] = error.response(), error.code
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("unhandled error", request_id=request_id, path=request.path)
-            response = ApiError(
-                500, "internal_error", f"internal error (request id {request_id})"
-            ).response()
+            # An answer returned rather than raised is a success, but for /readyz's 503
+            # while the pool starts: its body is the readiness report, not an error.
+            outcome = "ok" if response.status < HTTPStatus.BAD_REQUEST else "error"
+        except Exception as exc:
+            if isinstance(exc, ApiError):
+                error = exc
+            elif isinstance(exc, SignerError):
+                error = from_signer_error(exc)
+            elif isinstance(exc, web.HTTPException):
+                error = from_http_exception(exc)
+            else:
+                log.exception("unhandled error", request_id=request_id, path=request.path)
+                error = InternalError(f"internal error (request id {request_id})")
+            response, outcome = error.response(), error.code
         response.headers[X_REQUEST_ID] = request_id
         seconds = time.perf_counter() - start
         method = request.method if request.method in _METHODS else "OTHER"
         state.metrics.observe(route, method, response.status, seconds)
         if info_enabled():
-            _access_line(request, request_id, route, response, caller, seconds)
+            _access_line(request, request_id, route, response, caller, outcome, seconds)
         return response
 
     edge.__name__ = edge.__qualname__ = getattr(handler, "__name__", "handler")
@@ -106,6 +105,7 @@ def _access_line(
     route: str,
     response: web.StreamResponse,
     caller: Caller | None,
+    outcome: str,
     seconds: float,
 ) -> None:
     log.info(
@@ -116,7 +116,6 @@ def _access_line(
         status=response.status,
         caller=caller.name if caller else None,
         sdkappid=request.get(SDKAPPID),
-        outcome=response.headers.get("X-Signer-Outcome")
-        or ("ok" if response.status < 400 else "error"),
+        outcome=outcome,
         latency_ms=round(seconds * 1000, 3),
     )

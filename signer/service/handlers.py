@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from signer.cache import CacheKey, Issued
 from signer.cache.base import RevocationNotRecorded
-from signer.config import AppRuntime, Caller
+from signer.config import AppRuntime
 from signer.core import (
     UINT32_MAX,
     SignatureMismatch,
@@ -31,11 +32,21 @@ from signer.core import (
 from signer.engine import SignRequest
 from signer.service.auth import authorize
 from signer.service.errors import (
-    ApiError,
+    BodyTimeout,
+    InvalidExpire,
+    InvalidField,
+    MalformedBody,
+    MalformedJson,
+    NotReady,
+    TooManyUserIds,
+    UnsupportedContentEncoding,
+    UnsupportedMediaType,
     from_revocation_error,
     from_signer_error,
     from_validation_error,
+    status_of,
 )
+from signer.service.keys import CALLER, SDKAPPID, STATE
 from signer.service.schemas import (
     BatchRequest,
     PrivateMapKeyRequest,
@@ -43,18 +54,13 @@ from signer.service.schemas import (
     UserSigRequest,
     VerifyRequest,
 )
-from signer.service.state import ServiceState
 
-STATE = web.AppKey("state", ServiceState)
-CALLER = web.RequestKey("caller", Caller)
-SDKAPPID = web.RequestKey("sdkappid", int)
-OUTCOME = web.RequestKey("outcome", str)
 M = TypeVar("M", bound=BaseModel)
 NO_STORE = {"Cache-Control": "no-store"}
 
 
 def json_response(
-    body: Any, status: int = 200, headers: dict[str, str] | None = None
+    body: Any, status: int = HTTPStatus.OK, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.Response(
         body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
@@ -68,7 +74,7 @@ CONTENT_CODINGS = ("gzip", "deflate", "br", "zstd", "identity")
 
 async def read_json(request: web.Request, model: type[M]) -> M:
     if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+        raise UnsupportedMediaType("send the body as application/json")
     if hdrs.CONTENT_ENCODING in request.headers:
         _check_content_coding(request.headers.getall(hdrs.CONTENT_ENCODING))
     try:
@@ -79,23 +85,19 @@ async def read_json(request: web.Request, model: type[M]) -> M:
             async with asyncio.timeout(timeout):
                 raw = await request.read()
     except (ContentEncodingError, ContentLengthError, web.RequestPayloadError):
-        raise ApiError(400, "malformed_body", "body could not be read (bad encoding)") from None
+        raise MalformedBody("body could not be read (bad encoding)") from None
     except TimeoutError:
-        raise ApiError(
-            408, "body_timeout", f"the request body did not arrive within {timeout:g} s"
-        ) from None
+        raise BodyTimeout(f"the request body did not arrive within {timeout:g} s") from None
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+        raise MalformedJson(f"body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ApiError(400, "malformed_json", "body must be a JSON object")
+        raise MalformedJson("body must be a JSON object")
     repeated = duplicate_key(raw, data)
     if repeated is not None:
         shown = repr(repeated) if len(repeated) <= 64 else repr(repeated[:64]) + "..."
-        raise ApiError(
-            400, "malformed_json", f"the key {shown} appears twice in one object of the body"
-        )
+        raise MalformedJson(f"the key {shown} appears twice in one object of the body")
     return validate(model, data)
 
 
@@ -140,7 +142,7 @@ def duplicate_key(raw: bytes, data: dict[str, Any]) -> str | None:
     except _Repeated as repeated:
         return repeated.key
     except (ValueError, RecursionError):  # orjson took it; the stdlib allows less nesting
-        raise ApiError(400, "malformed_json", "body is nested too deeply") from None
+        raise MalformedJson("body is nested too deeply") from None
     return None
 
 
@@ -162,9 +164,7 @@ def _check_content_coding(values: list[str]) -> None:
     if len(codings) <= 1 and codings <= set(CONTENT_CODINGS):
         return
     shown = ", ".join(sorted(codings))[:80]
-    raise ApiError(
-        415,
-        "unsupported_content_encoding",
+    raise UnsupportedContentEncoding(
         f"Content-Encoding {shown!r} is not supported; send one of " + ", ".join(CONTENT_CODINGS),
     )
 
@@ -187,9 +187,7 @@ def _expire(app: AppRuntime, requested: int | None) -> int:
     settings = app.settings
     expire = settings.default_expire if requested is None else requested
     if not settings.min_expire <= expire <= settings.max_expire:
-        raise ApiError(
-            422,
-            "invalid_expire",
+        raise InvalidExpire(
             f"expire must be between {settings.min_expire} and {settings.max_expire} "
             f"seconds for sdkappid {app.sdkappid}",
             "expire",
@@ -228,7 +226,7 @@ async def get_usersig(request: web.Request) -> web.Response:
     try:  # aiohttp would quietly turn bytes that are not UTF-8 into U+FFFD
         unquote_to_bytes(request.rel_url.raw_query_string).decode("utf-8")
     except UnicodeDecodeError:
-        raise ApiError(422, "invalid_field", "the query string is not valid UTF-8") from None
+        raise InvalidField("the query string is not valid UTF-8") from None
     return await _issue(request, validate(UserSigQuery, dict(request.query)), None)
 
 
@@ -238,7 +236,7 @@ async def post_batch(request: web.Request) -> web.Response:
     app = _app_for(request, body.sdkappid)
     limit = state.runtime.settings.server.max_batch_userids
     if len(body.userids) > limit:
-        raise ApiError(422, "too_many_userids", f"at most {limit} userids per batch", "userids")
+        raise TooManyUserIds(f"at most {limit} userids per batch", "userids")
     expire = _expire(app, body.expire)
     if state.runtime.settings.rate_limit.enabled and len(body.userids) > 1:
         # A batch costs its size (the request itself was charged 1), capped at the burst
@@ -324,9 +322,7 @@ async def delete_usersig(request: web.Request) -> web.Response:
         and raw[0] != "0"
         and int(raw) <= UINT32_MAX
     ):
-        raise ApiError(
-            422,
-            "invalid_field",
+        raise InvalidField(
             f"sdkappid: must be a decimal number from 1 to {UINT32_MAX}, without sign or "
             "leading zeros",
             "sdkappid",
@@ -334,9 +330,7 @@ async def delete_usersig(request: web.Request) -> web.Response:
     try:  # aiohttp leaves an undecodable escape such as %FF in the userid as literal text
         unquote_to_bytes(request.rel_url.raw_path).decode("utf-8")
     except UnicodeDecodeError:
-        raise ApiError(
-            422, "invalid_field", "userid: the path is not valid UTF-8", "userid"
-        ) from None
+        raise InvalidField("userid: the path is not valid UTF-8", "userid") from None
     app = _app_for(request, int(raw))
     userid = request.match_info["userid"]
     UserIdPolicy(app.signing.max_userid_bytes).check(userid)  # InvalidUserId: 422, as in a body
@@ -366,7 +360,7 @@ async def readyz(request: web.Request) -> web.Response:
     ready = bool(pids)  # a down cache is reported, but signing locally still works
     return json_response(
         {"status": "ready" if ready else "starting", "details": details},
-        status=200 if ready else 503,
+        status=HTTPStatus.OK if ready else status_of(NotReady),
     )
 
 

@@ -12,24 +12,12 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from signer import __version__
+from signer.service.errors import STATUS_TEXT, InternalError, status_of
 from signer.service.routes import Route
 from signer.service.schemas import ErrorResponse
 
 STATIC = Path(__file__).parent / "static" / "swagger-ui"
 _REF = "#/components/schemas/{model}"
-_STATUS_TEXT = {
-    400: "Malformed JSON",
-    401: "Missing or unknown API key",
-    403: "Caller may not use this app",
-    404: "Unknown sdkappid",
-    408: "Body not received in time (server.body_timeout)",
-    413: "Body too large",
-    415: "Body is not application/json",
-    422: "Invalid field (userid policy, expire range, ...)",
-    429: "Rate limited (see Retry-After)",
-    503: "Overloaded or starting (see Retry-After)",
-    500: "Internal error (never for bad input); quote the X-Request-ID",
-}
 
 
 def build_spec(routes: tuple[Route, ...]) -> dict[str, Any]:
@@ -114,9 +102,9 @@ def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
     operation["responses"]["200"] = ok
     if route.path == "/metrics":
         ok["content"] = {"text/plain": {"schema": {"type": "string"}}}
-    for status in (*route.errors, 500):
+    for status in (*route.errors, status_of(InternalError)):
         operation["responses"][str(status)] = {
-            "description": _STATUS_TEXT.get(status, "Error"),
+            "description": STATUS_TEXT.get(status, "Error"),
             "content": {"application/json": {"schema": ref(ErrorResponse, "serialization")}},
         }
     return operation

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 import orjson
@@ -37,24 +38,24 @@ from aiohttp.http_exceptions import (
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from signer.service import errors
 from signer.service.errors import ApiError, from_http_exception
 from signer.service.logs import get_logger
 
 log = get_logger("signer.http")
 
 
-def raw_error(status: int, reason: str, code: str, message: str, retry_after: int = 0) -> bytes:
-    """A whole HTTP/1.1 error response that closes the connection, for the moments when
-    no request object exists yet (a refused connection, headers that never came)."""
-    body = orjson.dumps({"error": {"code": code, "message": message}})
+def raw_error(error: ApiError) -> bytes:
+    """``error`` as a whole HTTP/1.1 response that closes the connection, for the moments
+    when no request object exists yet (a refused connection, headers that never came)."""
+    body = orjson.dumps(error.body())
     head = [
-        f"HTTP/1.1 {status} {reason}",
+        f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}",
         "Content-Type: application/json",
         f"Content-Length: {len(body)}",
         "Connection: close",
+        *(f"{name}: {value}" for name, value in error.headers.items()),
     ]
-    if retry_after:
-        head.append(f"Retry-After: {retry_after}")
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
@@ -108,23 +109,23 @@ class ConnectionGuard:
 
 # What each parse failure is called in the answer. aiohttp's own messages quote the bytes
 # they choked on, so none of them is ever passed on.
-_PARSE_ERRORS: tuple[tuple[type[HttpProcessingError], str, str], ...] = (
-    (BadHttpMethod, "bad_method", "the request line has no valid HTTP method"),
-    (BadStatusLine, "bad_request_line", "the request line is not 'METHOD target HTTP/1.x'"),
-    (InvalidURLError, "bad_request_target", "the request target is not a valid path"),
-    (LineTooLong, "line_too_long", "the request line or a header line is too long"),
-    (InvalidHeader, "bad_header", "a header is not valid HTTP"),
+_PARSE_ERRORS: tuple[tuple[type[HttpProcessingError], type[ApiError], str], ...] = (
+    (BadHttpMethod, errors.BadMethod, "the request line has no valid HTTP method"),
+    (BadStatusLine, errors.BadRequestLine, "the request line is not 'METHOD target HTTP/1.x'"),
+    (InvalidURLError, errors.BadRequestTarget, "the request target is not a valid path"),
+    (LineTooLong, errors.LineTooLong, "the request line or a header line is too long"),
+    (InvalidHeader, errors.BadHeader, "a header is not valid HTTP"),
 )
 
 
-def describe_parse_error(exc: BaseException | None) -> tuple[str, str]:
-    """The error code and message for a request aiohttp could not parse."""
-    for kind, code, message in _PARSE_ERRORS:
+def describe_parse_error(exc: BaseException | None) -> ApiError:
+    """The error answered to a request aiohttp could not parse."""
+    for kind, error, message in _PARSE_ERRORS:
         if isinstance(exc, kind):
             if isinstance(exc, LineTooLong) and len(exc.args) > 1:
                 message += f" (the limit is {exc.args[1]} bytes)"
-            return code, message
-    return "malformed_request", "the request is not valid HTTP/1.1"
+            return error(message)
+    return errors.MalformedRequest("the request is not valid HTTP/1.1")
 
 
 class GuardedRequestHandler(RequestHandler):
@@ -145,11 +146,9 @@ class GuardedRequestHandler(RequestHandler):
         if guard.open >= guard.max_connections:
             guard.refused += 1
             refusal = raw_error(
-                503,
-                "Service Unavailable",
-                "too_many_connections",
-                f"this process holds its limit of {guard.max_connections} connections; retry",
-                retry_after=1,
+                errors.TooManyConnections(
+                    f"this process holds its limit of {guard.max_connections} connections; retry"
+                )
             )
             self._send_and_close(refusal)
             guard.note("connection refused: too many open", limit=guard.max_connections)
@@ -195,10 +194,9 @@ class GuardedRequestHandler(RequestHandler):
         guard.header_timeouts += 1
         self._send_and_close(
             raw_error(
-                408,
-                "Request Timeout",
-                "header_timeout",
-                f"the request headers did not arrive within {guard.header_timeout:g} s",
+                errors.HeaderTimeout(
+                    f"the request headers did not arrive within {guard.header_timeout:g} s"
+                )
             )
         )
         guard.note("request headers timed out", timeout_s=guard.header_timeout)
@@ -226,22 +224,28 @@ class GuardedRequestHandler(RequestHandler):
     def handle_error(
         self,
         request: BaseRequest,
-        status: int = 500,
+        status: int = HTTPStatus.INTERNAL_SERVER_ERROR,
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
         """The answer to a request that never reached a route: one it could not parse
-        (400), a handler that timed out (504) or crashed (500)."""
-        if status == 400:
+        (aiohttp's ``status`` 400), a handler that timed out (504) or crashed (500)."""
+        error: ApiError
+        if status == HTTPStatus.BAD_REQUEST:
             self._guard.malformed += 1
-            code, text = describe_parse_error(exc)
-            self._guard.note("malformed request", status=status, code=code, peer=request.remote)
+            error = describe_parse_error(exc)
+            self._guard.note(
+                "malformed request", status=error.status, code=error.code, peer=request.remote
+            )
         else:
-            code, text = "internal_error", "internal error"
-            self._guard.note("request failed in the HTTP layer", status=status, peer=request.remote)
+            timed_out = status == HTTPStatus.GATEWAY_TIMEOUT
+            error = (errors.HandlerTimeout if timed_out else errors.InternalError)("internal error")
+            self._guard.note(
+                "request failed in the HTTP layer", status=error.status, peer=request.remote
+            )
         if request.writer.output_size > 0:  # as aiohttp: a response has begun, cannot answer
             raise ConnectionError("response already started; cannot send the error")
-        response = ApiError(status, code, text).response()
+        response = error.response()
         response.force_close()
         return response
 

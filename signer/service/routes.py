@@ -1,4 +1,7 @@
-"""The route table: one list that both wires the aiohttp router and writes the OpenAPI."""
+"""The route table: one list that both wires the aiohttp router and writes the OpenAPI.
+
+Each route names the error types it may answer with; their statuses (from the table in
+:mod:`~signer.service.errors`) are the error responses its OpenAPI operation lists."""
 
 from __future__ import annotations
 
@@ -9,6 +12,30 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from signer.service import handlers
+from signer.service.errors import (
+    ApiError,
+    BodyTimeout,
+    BodyTooLarge,
+    Forbidden,
+    InvalidExpire,
+    InvalidField,
+    InvalidValue,
+    MalformedBody,
+    MalformedJson,
+    NotReady,
+    RateLimited,
+    RevocationUnrecorded,
+    ServiceOverloaded,
+    ShuttingDown,
+    SigningUnavailable,
+    TooManyUserIds,
+    Unauthenticated,
+    UnknownSdkAppId,
+    UnsupportedContentEncoding,
+    UnsupportedMediaType,
+    UserIdPolicyViolation,
+    status_of,
+)
 from signer.service.schemas import (
     BatchRequest,
     BatchResponse,
@@ -24,6 +51,29 @@ from signer.service.schemas import (
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Errors = tuple[type[ApiError], ...]
+
+CALLER_ERRORS: Errors = (Unauthenticated, Forbidden, RateLimited)
+BODY_ERRORS: Errors = (
+    MalformedJson,
+    MalformedBody,
+    BodyTimeout,
+    BodyTooLarge,
+    UnsupportedMediaType,
+    UnsupportedContentEncoding,
+)
+SIGNING_ERRORS: Errors = (
+    UnknownSdkAppId,
+    InvalidField,
+    InvalidValue,
+    UserIdPolicyViolation,
+    InvalidExpire,
+    ServiceOverloaded,
+    ShuttingDown,
+    SigningUnavailable,
+)
+# A GET reads no body, but its operation has always listed the body's statuses too.
+TOKEN_ERRORS: Errors = (*CALLER_ERRORS, *BODY_ERRORS, *SIGNING_ERRORS)
 
 
 @dataclass(frozen=True)
@@ -37,8 +87,13 @@ class Route:
     path_parameters: type[BaseModel] | None = None  # one field per {placeholder}
     response: type[BaseModel] | None = None
     authenticated: bool = True
-    errors: tuple[int, ...] = field(default=(400, 401, 403, 404, 408, 413, 415, 422, 429, 503))
+    raises: Errors = field(default=TOKEN_ERRORS)
     tag: str = "tokens"
+
+    @property
+    def errors(self) -> tuple[int, ...]:
+        """The statuses of :attr:`raises`, in order: the operation's error responses."""
+        return tuple(sorted({status_of(kind) for kind in self.raises}))
 
 
 ROUTES: tuple[Route, ...] = (
@@ -65,6 +120,7 @@ ROUTES: tuple[Route, ...] = (
         "Issue UserSigs for up to 10,000 userids",
         body=BatchRequest,
         response=BatchResponse,
+        raises=(*TOKEN_ERRORS, TooManyUserIds),
     ),
     Route(
         "DELETE",
@@ -74,7 +130,13 @@ ROUTES: tuple[Route, ...] = (
         "Evict a user's cached tokens on every instance (logout, ban)",
         path_parameters=EvictPath,
         response=EvictResponse,
-        errors=(401, 403, 404, 422, 429, 503),
+        raises=(
+            *CALLER_ERRORS,
+            InvalidField,
+            UserIdPolicyViolation,
+            UnknownSdkAppId,
+            RevocationUnrecorded,
+        ),
     ),
     Route(
         "POST",
@@ -99,7 +161,7 @@ ROUTES: tuple[Route, ...] = (
         "Liveness",
         response=Health,
         authenticated=False,
-        errors=(),
+        raises=(),
         tag="operations",
     ),
     Route(
@@ -109,7 +171,7 @@ ROUTES: tuple[Route, ...] = (
         "Readiness: the signing pool is up",
         response=Health,
         authenticated=False,
-        errors=(503,),
+        raises=(NotReady,),
         tag="operations",
     ),
     Route(
@@ -118,7 +180,7 @@ ROUTES: tuple[Route, ...] = (
         handlers.metrics,
         "Prometheus metrics",
         authenticated=False,
-        errors=(),
+        raises=(),
         tag="operations",
     ),
 )

@@ -11,7 +11,7 @@ from signer.cache import AppPolicy, CacheBackend, TokenIssuer
 from signer.config import AppRuntime, Runtime, Settings, build_runtime
 from signer.engine import Engine, EngineSettings
 from signer.service.auth import RateLimiter
-from signer.service.errors import ApiError
+from signer.service.errors import UnknownSdkAppId
 from signer.service.metrics import ServiceMetrics
 
 
@@ -65,7 +65,7 @@ class ServiceState:
     def app(self, sdkappid: int) -> AppRuntime:
         app = self.runtime.apps.get(sdkappid)
         if app is None:
-            raise ApiError(404, "unknown_sdkappid", f"no app with sdkappid {sdkappid}", "sdkappid")
+            raise UnknownSdkAppId(sdkappid)
         return app
 
     def policy(self, app: AppRuntime) -> AppPolicy:

@@ -26,6 +26,8 @@ from tests.service.conftest import (
     write_config,
 )
 
+WILDCARD_KEY = "wildcard-api-key-0a1b2c3d4e5f6789"  # a caller with every sdkappid
+
 
 class TestUserSig:
     async def test_post_issues_a_verifiable_token_then_serves_it_from_cache(
@@ -79,13 +81,10 @@ class TestUserSig:
             )
         ).json()
         ours = decode(data["usersig"])
-        TLSSigAPIv2.time.time = lambda: ours["TLS.time"]  # type: ignore[attr-defined]
-        try:
+        # The library reads the clock as ``time.time``: the process's own, put back after.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(TLSSigAPIv2.time, "time", lambda: ours["TLS.time"])
             theirs = decode(TLSSigAPIv2.TLSSigAPIv2(V2_APP, SECRET).gen_sig("中文", 3600))
-        finally:
-            import time
-
-            TLSSigAPIv2.time.time = time.time  # type: ignore[attr-defined]
         assert ours == theirs
         assert client.app[STATE].engine.stats.signed_inline == 0
 
@@ -146,12 +145,21 @@ class TestBatch:
     async def test_more_than_10000_userids_is_422(
         self, client: TestClient, deployment: Deployment
     ) -> None:
+        """10,001 userids, in a body well under the size cap: 422 naming the limit (not a
+        413: the body cap is not what refuses it).
+
+        Catches: the max_batch_userids check gone (the batch is signed, 200) or moved
+        behind the body cap."""
+        raw = b'{"sdkappid": %d, "userids": [%s]}' % (V2_APP, b",".join([b'"u"'] * 10001))
+        assert len(raw) < 65536  # the deployment's max_body_bytes
         response = await client.post(
             "/v1/usersig/batch",
-            data=b'{"sdkappid": %d, "userids": [%s]}' % (V2_APP, b",".join([b'"u"'] * 10001)),
+            data=raw,
             headers={**deployment.headers(), "Content-Type": "application/json"},
         )
-        assert response.status in (413, 422)
+        assert response.status == 422, await response.text()
+        error = (await response.json())["error"]
+        assert (error["code"], error["field"]) == ("too_many_userids", "userids")
 
 
 class TestPrivateMapKeyAndVerify:
@@ -284,17 +292,38 @@ class TestErrors:
         assert ok.status == 200
 
     async def test_unknown_sdkappid_and_route_are_404(
+        self, make_client: ClientFactory, deployment: Deployment
+    ) -> None:
+        """An sdkappid no app has, asked by a caller allowed every app, and a path no
+        route has: 404 each, with its own code.
+
+        Catches: an unknown app answered as anything but 404 ``unknown_sdkappid`` (the
+        caller here may use every sdkappid, so no 403 can stand in for it)."""
+        extra = f'\n[[callers]]\nname = "everything"\napi_key = "{WILDCARD_KEY}"\n'
+        client = await make_client(write_config(deployment.directory, extra))
+        r = await client.post(
+            "/v1/usersig",
+            json={"sdkappid": 1400009999, "userid": "u"},
+            headers=deployment.headers(WILDCARD_KEY),
+        )
+        assert (await self._error(r, 404, "unknown_sdkappid"))["field"] == "sdkappid"
+        await self._error(
+            await client.get("/v1/nothing", headers=deployment.headers()), 404, "not_found"
+        )
+
+    async def test_unknown_sdkappid_not_in_the_callers_list_is_403(
         self, client: TestClient, deployment: Deployment
     ) -> None:
+        """A caller limited to some apps gets 403 for any other sdkappid, configured or
+        not: whether an app exists is not told to a caller who may not use it.
+
+        Catches: the app looked up before the caller's list (a 404 would tell)."""
         r = await client.post(
             "/v1/usersig",
             json={"sdkappid": 1400009999, "userid": "u"},
             headers=deployment.headers(),
         )
-        assert r.status in (403, 404)  # the caller's list does not name it either
-        await self._error(
-            await client.get("/v1/nothing", headers=deployment.headers()), 404, "not_found"
-        )
+        assert (await self._error(r, 403, "forbidden"))["field"] == "sdkappid"
 
     async def test_wrong_method_is_405(self, client: TestClient, deployment: Deployment) -> None:
         r = await client.put("/v1/usersig", json={}, headers=deployment.headers())
