@@ -23,7 +23,7 @@ from signer.config import ConfigError
 def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
     """Run the HTTP service. With no configuration at all it starts in dev mode on
     127.0.0.1:8080 with fresh keys, no auth and an in-memory cache, and says so."""
-    from signer.service.server import run  # keeps the other commands' start-up light
+    from signer.service.main import run  # keeps the other commands' start-up light
 
     overrides: dict[str, object] = {}
     if host is not None:

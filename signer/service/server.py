@@ -1,4 +1,9 @@
-"""Running the service: uvloop, start-up announcements, SIGHUP reload, SIGTERM drain."""
+"""Running one service process: uvloop, start-up announcements, SIGHUP reload, SIGTERM
+drain, the collector's tuning and the connection cap.
+
+Whether ``signer serve`` runs one process or a supervisor of several is decided in
+:mod:`~signer.service.main`; the supervisor runs each of its children with
+:func:`run_process`."""
 
 from __future__ import annotations
 
@@ -19,7 +24,6 @@ from signer.service.app import create_app
 from signer.service.logs import configure, get_logger
 from signer.service.protocol import ConnectionGuard, GuardedRunner
 from signer.service.state import ServiceState, restart_only_changes
-from signer.service.supervisor import supervise
 
 log = get_logger("signer.server")
 
@@ -179,25 +183,15 @@ async def _reload(
         log.warning("changed settings that apply only after a restart", settings=pending)
 
 
-def run(config_path: Path | None, overrides: dict[str, object]) -> None:
-    """Entry point of ``signer serve``. Raises ConfigError for an unusable configuration."""
-    settings = load_settings(config_path, overrides)
-    if settings.server.processes > 1:
-        build_runtime(settings)  # a bad key stops the parent with a message, not N children
-        supervise(settings, config_path, overrides)
-        return
-    configure(settings.server.log_format, settings.server.log_level)
-    uvloop.run(serve(settings, config_path, overrides))
-
-
-def run_child(
+def run_process(
     settings: Settings,
     config_path: Path | None,
     overrides: dict[str, object],
-    sock: socket.socket,
-    shared_metrics: Path,
+    sock: socket.socket | None = None,
+    shared_metrics: Path | None = None,
 ) -> None:
-    """Entry point of one HTTP process under a supervisor."""
+    """Run one service process, alone or as a supervisor's child (``sock`` and
+    ``shared_metrics`` given): its logging, then :func:`serve` on uvloop."""
     configure(settings.server.log_format, settings.server.log_level)
     uvloop.run(serve(settings, config_path, overrides, sock, shared_metrics))
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from signer.config import ConfigError, Settings, load_settings
 from signer.service.logs import configure, get_logger
+from signer.service.server import run_process
 
 log = get_logger("signer.supervisor")
 RESTART_PAUSE = 1.0  # a child that cannot start must not be restarted in a tight loop
@@ -93,7 +94,6 @@ def _child(
     metrics: str,
 ) -> None:
     from signer.engine.worker import die_with_parent
-    from signer.service.server import run_child
 
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
@@ -105,7 +105,7 @@ def _child(
             settings = load_settings(config_path, overrides)
         except ConfigError as exc:
             log.error("config file unusable; starting with the previous one", problems=exc.problems)
-    run_child(settings, config_path, overrides, sock, Path(metrics))
+    run_process(settings, config_path, overrides, sock, Path(metrics))
 
 
 class Supervisor:
