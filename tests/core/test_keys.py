@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from signer.core import (
@@ -47,8 +47,22 @@ class TestAcceptedForms:
         )
 
     def test_sec1(self, raw_key: ec.EllipticCurvePrivateKey) -> None:
-        """BEGIN EC PRIVATE KEY loads on both curves."""
-        load_private_key(_pem(raw_key, P.TraditionalOpenSSL))
+        """BEGIN EC PRIVATE KEY loads on both curves, as the same key: its public half is
+        the original's and a signature it makes verifies under the original.
+
+        Catches: a SEC1 key refused, loaded on the wrong curve, or loaded as another key."""
+        pem = _pem(raw_key, P.TraditionalOpenSSL)
+        assert pem.startswith(b"-----BEGIN EC PRIVATE KEY-----")
+        key = load_private_key(pem)
+        assert key.curve.value == {"secp256r1": "prime256v1"}.get(
+            raw_key.curve.name, raw_key.curve.name
+        )
+        public = raw_key.public_key().public_bytes(
+            E.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        assert key.public_key().to_pem() == public
+        signature = key.sign(b"sec1")
+        raw_key.public_key().verify(signature, b"sec1", ec.ECDSA(hashes.SHA256()))
 
     @pytest.mark.parametrize("curve", ["prime256v1", "secp256k1"])
     def test_openssl_ecparam_genkey_output(self, curve: str) -> None:

@@ -210,27 +210,41 @@ class TestResilience:
     async def test_reload_switches_keys_without_dropping(
         self, keyset: KeySet, v1_key: EcPrivateKey
     ) -> None:
-        """A new key set reaches the workers; requests in flight during the switch succeed."""
+        """A new key set reaches the workers; a batch in flight at the switch is finished
+        by the old workers, with the old key, and every request succeeds.
+
+        The old workers are stopped (SIGSTOP) while they hold the batch, so it is still in
+        flight when the new generation takes over, however fast the machine. Catches: a
+        reload that kills the old workers or drops what they hold (their calls would fail,
+        or be signed again by the new workers with the new key)."""
         from signer.core import generate_private_key
 
         new_key = generate_private_key()
         rotated = KeySet.of([AppKey.from_private_key(V1_APP, new_key, version="2")])
         async with Engine(keyset, EngineSettings(workers=2, max_batch=16)) as engine:
-            before = asyncio.create_task(
-                engine.sign_many([SignRequest(V1_APP, f"u{i}") for i in range(500)])
-            )
-            await asyncio.sleep(0.01)
-            await engine.reload(rotated)
+            old_workers = engine.worker_pids()
+            for pid in old_workers:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                before = asyncio.create_task(
+                    engine.sign_many([SignRequest(V1_APP, f"u{i}") for i in range(16)])
+                )
+                while engine.stats.batches < 1:  # handed to an old worker's pipe
+                    await asyncio.sleep(0.001)
+                await engine.reload(rotated)
+                assert not before.done(), "the batch was not in flight at the switch"
+                assert set(engine.worker_pids()).isdisjoint(old_workers)
+            finally:
+                for pid in old_workers:
+                    os.kill(pid, signal.SIGCONT)
+            old_results = await asyncio.wait_for(before, 30)
             after = await engine.sign_many([SignRequest(V1_APP, f"v{i}") for i in range(200)])
-            old_results = await before
-        assert all(isinstance(r, IssuedToken) for r in old_results)
+        for token in old_results:
+            assert isinstance(token, IssuedToken) and token.key_version == "1"
+            verify(token.usersig, userid=token.userid, sdkappid=V1_APP, key=v1_key.public_key())
         for token in after:
             assert isinstance(token, IssuedToken) and token.key_version == "2"
             verify(token.usersig, userid=token.userid, sdkappid=V1_APP, key=new_key.public_key())
-        for token in old_results:
-            assert isinstance(token, IssuedToken)
-            key = v1_key if token.key_version == "1" else new_key
-            verify(token.usersig, userid=token.userid, sdkappid=V1_APP, key=key.public_key())
 
     async def test_bad_reload_keeps_the_old_keys(self, engine: Engine) -> None:
         bad = KeySet.of(

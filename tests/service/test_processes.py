@@ -162,6 +162,30 @@ class TestSeveralProcesses:
             assert server.process.wait(timeout=30) == 0
         assert sorted(tmp.iterdir()) == [live]
 
+    def test_without_a_cache_url_nothing_is_cached(
+        self, tmp_path: Path, deployment: Deployment
+    ) -> None:
+        """Several processes and no ``[cache] url``: the same userid, asked again and
+        again, is signed afresh each time (one in-memory cache per process could not
+        honour a DELETE made on another), and each process says so in its log.
+
+        Catches: the per-process memory cache left on (repeats would come back
+        ``cached``, from whichever process signed them first)."""
+        with serve(tmp_path, "--config", str(two_processes(deployment))) as server:
+            answers = [
+                httpx.post(  # a new connection each: both processes answer some
+                    f"{server.url}/v1/usersig",
+                    json={"sdkappid": V1_APP, "userid": "again"},
+                    headers=deployment.headers(),
+                )
+                for _ in range(20)
+            ]
+            assert [a.status_code for a in answers] == [200] * 20
+            assert len({a.headers["X-Request-ID"][:16] for a in answers}) == 2
+            assert [a.json()["cached"] for a in answers] == [False] * 20
+            assert len({a.json()["usersig"] for a in answers}) == 20
+            assert server.log().count("tokens are not cached") == 2
+
     def test_a_killed_process_is_replaced_and_no_request_fails(
         self, tmp_path: Path, deployment: Deployment
     ) -> None:

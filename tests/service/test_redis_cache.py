@@ -33,7 +33,8 @@ async def test_instances_share_tokens_through_redis(
     first, second = await make_client(redis_config), await make_client(redis_config)
     body = {"sdkappid": V1_APP, "userid": "shared"}
     minted = await (await first.post("/v1/usersig", json=body, headers=deployment.headers())).json()
-    await asyncio.sleep(0.05)  # the write is pipelined, not awaited by the request
+    # No wait: a token signed for one request is in Redis before it is answered (instances
+    # waiting on the lease read exactly that write).
     served = await (
         await second.post("/v1/usersig", json=body, headers=deployment.headers())
     ).json()
@@ -56,7 +57,6 @@ async def test_an_entry_for_another_user_is_never_served(
             "/v1/usersig", json={"sdkappid": V2_APP, "userid": "mallory"}, headers=headers
         )
     ).json()
-    await asyncio.sleep(0.05)
     mallory_key = next(k for k in redis_server.cli("KEYS", "*").splitlines() if ":mallory}" in k)
     forged = CachedToken(
         mallory["usersig"], "mallory", V2_APP, mallory["issued_at"], mallory["expires_at"], "1"
@@ -137,21 +137,67 @@ async def test_paused_redis_adds_at_most_the_budget(
 
 
 async def test_eviction_reaches_another_instances_l1(
-    make_client: ClientFactory, redis_config: Path, deployment: Deployment
+    make_client: ClientFactory,
+    redis_config: Path,
+    deployment: Deployment,
+    redis_server: RedisServer,
 ) -> None:
     """DELETE on one instance: the other instance's in-process cache drops the user too."""
     first, second = await make_client(redis_config), await make_client(redis_config)
     headers, body = deployment.headers(), {"sdkappid": V2_APP, "userid": "leaver"}
     minted = await (await first.post("/v1/usersig", json=body, headers=headers)).json()
-    await asyncio.sleep(0.05)
     warm = await (await second.post("/v1/usersig", json=body, headers=headers)).json()
     assert warm["cached"] and warm["usersig"] == minted["usersig"]  # now in second's L1 too
-    await asyncio.sleep(0.2)  # both instances are subscribed to evictions
+    await subscribers(redis_server, 2)  # both instances listen for evictions
     gone = await first.delete(f"/v1/usersig/{V2_APP}/leaver", headers=headers)
     assert gone.status == 200 and (await gone.json())["evicted"] == 1
-    for _ in range(50):
-        await asyncio.sleep(0.02)
+    deadline = asyncio.get_running_loop().time() + 10  # pub/sub and a loaded loop may lag
+    while True:
         after = await (await second.post("/v1/usersig", json=body, headers=headers)).json()
-        if not after["cached"]:
+        if not after["cached"] or asyncio.get_running_loop().time() > deadline:
             break
+        await asyncio.sleep(0.02)
     assert after["cached"] is False  # (v2 tokens of the same second are byte-identical)
+
+
+async def subscribers(server: RedisServer, count: int, seconds: float = 10) -> None:
+    """Until ``count`` clients are subscribed to the eviction channel (each instance
+    subscribes on its first cache read, in the background)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        reply = server.cli("PUBSUB", "NUMSUB", "signer:evictions").split()
+        if reply[-1:] == [str(count)]:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"subscribers: {reply}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_full_redis_refuses_writes_and_the_service_keeps_answering(
+    make_client: ClientFactory,
+    redis_config: Path,
+    deployment: Deployment,
+    redis_server: RedisServer,
+) -> None:
+    """Redis at its maxmemory with ``noeviction`` refuses every write (OOM), leases
+    included: every request still gets a valid token (signed locally), and nothing lands
+    in Redis.
+
+    Catches: a refused write or lease (an OOM error reply, not an outage) that reaches the
+    request as a 500 or holds it."""
+    client = await make_client(redis_config)
+    redis_server.cli("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    redis_server.cli("CONFIG", "SET", "maxmemory", "1")
+    assert redis_server.cli("SET", "probe", "x").startswith("OOM")  # full: writes refused
+    headers = deployment.headers()
+    for n in range(20):
+        userid = f"full{n}"
+        r = await client.post(
+            "/v1/usersig", json={"sdkappid": V1_APP, "userid": userid}, headers=headers
+        )
+        assert r.status == 200, await r.text()
+        token = await r.json()
+        assert token["cached"] is False
+        verify(token["usersig"], userid=userid, sdkappid=V1_APP, key=deployment.v1_key.public_key())
+    assert redis_server.cli("DBSIZE") == "0"
+    ready = await client.get("/readyz")
+    assert ready.status == 200
