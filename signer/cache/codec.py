@@ -17,7 +17,7 @@ must be ``78 5e`` (what the envelope's ISA-L level 1 writes). For the default li
 entry is 8 bytes shorter than in layout 2: a 9-byte header instead of 15, and no zlib
 header.
 
-Layout 2: version 1 byte (2), flags 1 byte, issued_at u32, expires_at u32, sdkappid u32,
+Layout 2: a layout byte (2), flags 1 byte, issued_at u32, expires_at u32, sdkappid u32,
 userid length (u8, or u16 with flag 2) + UTF-8 userid, then the usersig: its raw zlib
 bytes under the base64 (flag 1) whenever the text is the canonical encoding of those
 bytes, else the text. Any token at all: written when layout 3 cannot hold the entry.
@@ -37,11 +37,12 @@ import struct
 from signer.cache.base import CachedToken
 from signer.core.envelope import urlsafe_b64encode
 
-_VERSION = 2
+_LAYOUT1 = 1
+_LAYOUT2 = 2
 _RAW_USERSIG = 1
 _LONG_USERID = 2
-_HEAD = struct.Struct(">BBIII")
-_HEAD_V1 = struct.Struct(">BBIIIH")
+_HEAD2 = struct.Struct(">BBIII")
+_HEAD1 = struct.Struct(">BBIIIH")
 _U16 = struct.Struct(">H")
 _FROM_URL = bytes.maketrans(b"*-_", b"+/=")
 
@@ -79,7 +80,7 @@ def encode(token: CachedToken) -> bytes:
     else:
         length = bytes((len(userid),))
     body = raw if raw is not None else token.usersig.encode("utf-8")
-    head = _HEAD.pack(_VERSION, flags, token.issued_at, token.expires_at, token.sdkappid)
+    head = _HEAD2.pack(_LAYOUT2, flags, token.issued_at, token.expires_at, token.sdkappid)
     return b"".join((head, length, userid, body))
 
 
@@ -105,12 +106,12 @@ def decode(data: bytes, key_version: str) -> CachedToken | None:
         lead = data[0]
         if lead & _LAYOUT3:
             return _decode3(data, key_version)
-        if lead == 1:
-            return _decode_v1(data)
-        version, flags, issued_at, expires_at, sdkappid = _HEAD.unpack_from(data)
-        if version != _VERSION:
+        if lead == _LAYOUT1:
+            return _decode1(data)
+        layout, flags, issued_at, expires_at, sdkappid = _HEAD2.unpack_from(data)
+        if layout != _LAYOUT2:
             return None
-        offset = _HEAD.size
+        offset = _HEAD2.size
         if flags & _LONG_USERID:
             (user_len,) = _U16.unpack_from(data, offset)
             offset += 2
@@ -148,9 +149,9 @@ def _decode3(data: bytes, key_version: str) -> CachedToken | None:
     return CachedToken(usersig, userid, sdkappid, issued_at, issued_at + lifetime, key_version)
 
 
-def _decode_v1(data: bytes) -> CachedToken | None:
-    _, flags, issued_at, expires_at, sdkappid, user_len = _HEAD_V1.unpack_from(data)
-    offset = _HEAD_V1.size
+def _decode1(data: bytes) -> CachedToken | None:
+    _, flags, issued_at, expires_at, sdkappid, user_len = _HEAD1.unpack_from(data)
+    offset = _HEAD1.size
     userid = data[offset : offset + user_len].decode("utf-8", "surrogatepass")
     offset += user_len
     version_len = data[offset]

@@ -43,14 +43,14 @@ class AppRuntime:
 
     @property
     def key_version(self) -> str:
-        return self.signing.version
+        return self.signing.key_version
 
     @functools.cached_property
     def cache_version(self) -> str:
         """The key version plus a fingerprint of the key itself, for cache keys: replacing
         a key file without bumping ``version`` must still retire every cached token."""
         digest = hashlib.sha256(b"signer-cache-key\0" + self.signing.material).hexdigest()
-        return f"{self.signing.version}~{digest[:8]}"
+        return f"{self.signing.key_version}~{digest[:8]}"
 
 
 @dataclass(frozen=True)

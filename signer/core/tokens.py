@@ -31,7 +31,7 @@ class IssuedToken(NamedTuple):
     sdkappid: int
     issued_at: int
     expire: int
-    version: Literal[1, 2]
+    token_version: Literal[1, 2]
     key_version: str = ""
 
     @property
@@ -43,7 +43,7 @@ class TokenSigner(Protocol):
     """What the engine and the service need of a signer, whatever the algorithm."""
 
     sdkappid: int
-    version: Literal[1, 2]
+    token_version: Literal[1, 2]
     policy: UserIdPolicy
     key_version: str
 
@@ -93,7 +93,7 @@ def _encode_userbuf(userbuf: bytes | None) -> str | None:
 class V1Signer:
     """Signs version 1 tokens (ECDSA/SHA-256 over six or seven lines) for one app."""
 
-    version: Literal[1, 2] = 1
+    token_version: Literal[1, 2] = 1
 
     def __init__(
         self,
@@ -145,7 +145,7 @@ class V1Signer:
 class V2Signer:
     """Signs version 2 tokens (HMAC-SHA256 over four or five lines) for one app."""
 
-    version: Literal[1, 2] = 2
+    token_version: Literal[1, 2] = 2
 
     def __init__(
         self,

@@ -53,7 +53,7 @@ _V1_OPTIONAL = ("TLS.appid_at_3rd", "TLS.userbuf", "TLS.version")
 class VerifiedToken:
     """What a good token says. ``userbuf`` is standard base64, as in the token."""
 
-    version: Literal[1, 2]
+    token_version: Literal[1, 2]
     identifier: str
     sdkappid: int
     time: int
@@ -67,7 +67,7 @@ class VerifiedToken:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "version": self.version,
+            "version": self.token_version,
             "identifier": self.identifier,
             "sdkappid": self.sdkappid,
             "time": self.time,

@@ -154,7 +154,7 @@ class Engine:
             return False
         for request in requests:
             signer = self._signers.get(request.sdkappid)
-            if signer is None or signer.version != 2:
+            if signer is None or signer.token_version != 2:
                 return False
         return True
 
@@ -178,7 +178,7 @@ class Engine:
         finally:
             self.stats.queue_depth -= len(userids)
         signer = self._signers.get(sdkappid)
-        algorithm = f"v{signer.version}" if signer else "unknown"
+        algorithm = f"v{signer.token_version}" if signer else "unknown"
         self.stats.signed[(sdkappid, algorithm)] += rendered.tokens
         self.stats.failed += rendered.errors
         return rendered
@@ -252,7 +252,7 @@ class Engine:
         if isinstance(outcome, SignerError):
             self.stats.failed += 1
         else:
-            self.stats.signed[(outcome.sdkappid, _ALGORITHM[outcome.version])] += 1
+            self.stats.signed[(outcome.sdkappid, _ALGORITHM[outcome.token_version])] += 1
             self.stats.signed_inline += inline
         return outcome
 

@@ -33,28 +33,29 @@ class AppKey:
     sdkappid: int
     algorithm: Algorithm
     material: bytes = field(repr=False)
-    version: str = "1"
+    key_version: str = "1"
     max_userid_bytes: int = DEFAULT_POLICY.max_bytes
 
     @classmethod
     def from_private_key(
-        cls, sdkappid: int, key: EcPrivateKey, version: str = "1", max_userid_bytes: int = 32
+        cls, sdkappid: int, key: EcPrivateKey, key_version: str = "1", max_userid_bytes: int = 32
     ) -> AppKey:
-        return cls(sdkappid, "v1", key.to_pem(), version, max_userid_bytes)
+        return cls(sdkappid, "v1", key.to_pem(), key_version, max_userid_bytes)
 
     @classmethod
     def from_secret(
-        cls, sdkappid: int, secret: HmacSecret, version: str = "1", max_userid_bytes: int = 32
+        cls, sdkappid: int, secret: HmacSecret, key_version: str = "1", max_userid_bytes: int = 32
     ) -> AppKey:
-        return cls(sdkappid, "v2", secret.value, version, max_userid_bytes)
+        return cls(sdkappid, "v2", secret.value, key_version, max_userid_bytes)
 
     def build_signer(self) -> V1Signer | V2Signer:
         """Load the key and make its signer. Raises KeyLoadError / InvalidArgument."""
         policy = UserIdPolicy(self.max_userid_bytes)
         if self.algorithm == "v1":
             key = load_private_key(self.material)
-            return V1Signer(self.sdkappid, key, policy, self.version)
-        return V2Signer(self.sdkappid, HmacSecret.from_text(self.material), policy, self.version)
+            return V1Signer(self.sdkappid, key, policy, self.key_version)
+        secret = HmacSecret.from_text(self.material)
+        return V2Signer(self.sdkappid, secret, policy, self.key_version)
 
 
 @dataclass(frozen=True)

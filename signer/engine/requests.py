@@ -17,7 +17,7 @@ from signer.engine.errors import UnknownApp
 
 Signers = dict[int, V1Signer | V2Signer]
 WireResult = tuple[str, int, int, int, str] | SignerError
-"""What crosses the process boundary: (usersig, issued_at, expire, version, key_version)
+"""What crosses the process boundary: (usersig, issued_at, expire, token_version, key_version)
 or the error. Plain tuples pickle several times faster than dataclasses."""
 
 
@@ -60,19 +60,20 @@ def sign_one(signers: Signers, request: SignRequest) -> IssuedToken | SignerErro
 def to_wire(outcome: IssuedToken | SignerError) -> WireResult:
     if isinstance(outcome, SignerError):
         return outcome
-    return outcome.usersig, outcome.issued_at, outcome.expire, outcome.version, outcome.key_version
+    token = outcome
+    return token.usersig, token.issued_at, token.expire, token.token_version, token.key_version
 
 
 def from_wire(request: SignRequest, result: WireResult) -> IssuedToken | SignerError:
     if isinstance(result, SignerError):
         return result
-    usersig, issued_at, expire, version, key_version = result
+    usersig, issued_at, expire, token_version, key_version = result
     return IssuedToken(
         usersig,
         request.userid,
         request.sdkappid,
         issued_at,
         expire,
-        version,  # type: ignore[arg-type]
+        token_version,  # type: ignore[arg-type]
         key_version,
     )

@@ -34,7 +34,7 @@ class TestVersion1:
             key=v1_signer.key.public_key(),
             now=ISSUED_AT + 10,
         )
-        assert (result.version, result.identifier, result.sdkappid) == (1, "alice", SDKAPPID)
+        assert (result.token_version, result.identifier, result.sdkappid) == (1, "alice", SDKAPPID)
         assert (result.time, result.expire, result.expires_at) == (
             ISSUED_AT,
             3600,
@@ -94,7 +94,7 @@ class TestVersion2:
                 key=v2_signer.secret,
                 now=ISSUED_AT + 600,
             )
-            assert result.version == 2
+            assert result.token_version == 2
             assert result.userbuf == (None if userbuf is None else "YWJj")
 
     def test_fields_have_json_number_types(self, v2_signer: V2Signer) -> None:

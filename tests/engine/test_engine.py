@@ -220,7 +220,7 @@ class TestResilience:
         from signer.core import generate_private_key
 
         new_key = generate_private_key()
-        rotated = KeySet.of([AppKey.from_private_key(V1_APP, new_key, version="2")])
+        rotated = KeySet.of([AppKey.from_private_key(V1_APP, new_key, key_version="2")])
         async with Engine(keyset, EngineSettings(workers=2, max_batch=16)) as engine:
             old_workers = engine.worker_pids()
             for pid in old_workers:

@@ -70,7 +70,7 @@ class TestTlsSigApiV2:
                 key=HmacSecret.from_text(SECRET_TEXT),
                 now=ISSUED_AT,
             )
-            assert result.version == 2
+            assert result.token_version == 2
 
 
 # Userids Tencent's library signs without complaint but our policy refuses, and the words
@@ -147,7 +147,7 @@ class TestTlsSigApiV1Golden:
             key=public,
             now=int(str(record["issued_at"])) + 1,
         )
-        assert result.version == 1 and result.time == record["issued_at"]
+        assert result.token_version == 1 and result.time == record["issued_at"]
 
     @pytest.mark.parametrize("curve", ["prime256v1", "secp256k1"])
     def test_fixture_private_keys_match_public(self, curve: str) -> None:

@@ -56,9 +56,9 @@ class KeyLayout:
 def read_entry(value: object, revoked: object, key: CacheKey) -> CachedToken | None:
     """The token stored under ``key``'s name, unless it is missing, unreadable, or issued
     at or before its user's revocation marker (``revoked``, read alongside it)."""
-    # The display version is the cache version without its key fingerprint.
-    version = key.key_version.partition("~")[0]
-    entry = codec.decode(value, version) if isinstance(value, bytes) else None
+    # The key version shown in answers is the cache key's without its key fingerprint.
+    key_version = key.key_version.partition("~")[0]
+    entry = codec.decode(value, key_version) if isinstance(value, bytes) else None
     revoked_at = int(revoked) if isinstance(revoked, bytes) and revoked.isdigit() else -1
     if entry is not None and entry.issued_at * 1000 <= revoked_at:
         return None  # issued before the user's last logout or ban
