@@ -8,7 +8,13 @@ from typing import Self, TypeVar
 import httpx
 
 from signer.client import protocol
-from signer.client.protocol import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, PRIVILEGE_ALL, Call
+from signer.client.protocol import (
+    DEFAULT_BASE_URL,
+    DEFAULT_TIMEOUT,
+    PRIVILEGE_ALL,
+    TLS_SIG_API_V2_EXPIRE,
+    Call,
+)
 from signer.client.results import BatchResult, Token, VerifyResult
 
 T = TypeVar("T")
@@ -48,13 +54,23 @@ class AsyncSignerClient:
         """Close the pooled connections; requests made afterwards raise RuntimeError."""
         await self._http.aclose()
 
-    async def gen_sig(self, userid: str, expire: int | None = None) -> str:
-        """A usersig for ``userid`` valid ``expire`` seconds (None: the app's default)."""
-        return (await self.issue(userid, expire)).usersig
+    async def gen_sig(
+        self, identifier: object, expire: int | str | None = TLS_SIG_API_V2_EXPIRE
+    ) -> str:
+        """A usersig for ``identifier``, called exactly as ``TLSSigAPIv2.gen_sig`` (the
+        userid is ``str(identifier)``, 180 days by default; None: the app's default)."""
+        call = protocol.tencent_issue("gen_sig", self.sdkappid, identifier, expire, None)
+        return (await self._send(call)).usersig
 
-    async def gen_sig_with_userbuf(self, userid: str, expire: int | None, userbuf: bytes) -> str:
-        """A usersig carrying ``userbuf`` (opaque bytes)."""
-        return (await self.issue(userid, expire, userbuf)).usersig
+    async def gen_sig_with_userbuf(
+        self, identifier: object, expire: int | str | None, userbuf: bytes | None
+    ) -> str:
+        """A usersig carrying ``userbuf`` (opaque bytes), called exactly as
+        ``TLSSigAPIv2.gen_sig_with_userbuf``."""
+        call = protocol.tencent_issue(
+            "gen_sig_with_userbuf", self.sdkappid, identifier, expire, userbuf
+        )
+        return (await self._send(call)).usersig
 
     async def issue(
         self, userid: str, expire: int | None = None, userbuf: bytes | None = None

@@ -28,6 +28,8 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT = 5.0
 PRIVILEGE_ALL = 255
 UINT32_MAX = 0xFFFF_FFFF
+TLS_SIG_API_V2_EXPIRE = 180 * 86400
+"""What ``TLSSigAPIv2.gen_sig`` signs for when called without expire: 180 days."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,56 @@ def issue(sdkappid: int, userid: str, expire: int | None, userbuf: bytes | None)
     if userbuf is not None:
         body["userbuf"] = base64.b64encode(userbuf).decode("ascii")
     return Call("/v1/usersig", body, Token.from_json)
+
+
+def tencent_issue(
+    method: str, sdkappid: int, identifier: object, expire: object, userbuf: object
+) -> Call[Token]:
+    """The request for ``TLSSigAPIv2.<method>(identifier, expire[, userbuf])``, with the
+    arguments taken as Tencent's library takes them: the identifier is ``str(identifier)``
+    (12345 is the userid "12345"), expire an integer or its decimal text, userbuf any bytes
+    (None: none). One addition: expire None asks for the app's ``default_expire``. What
+    Tencent's library would sign wrongly is refused here with an error naming ``method``."""
+    return issue(
+        sdkappid,
+        str(identifier),
+        tencent_expire(method, expire),
+        _tencent_userbuf(method, userbuf),
+    )
+
+
+def tencent_expire(method: str, expire: object) -> int | None:
+    """``expire`` as TLSSigAPIv2 uses it, or None (the app's default).
+
+    Tencent's library writes ``int(expire)`` into the token but signs ``str(expire)``; the
+    two agree, and its token verifies, only for an integer or its decimal text. For
+    anything else (86400.0, True, " 60") it makes a token that does not verify, so it is
+    refused here rather than quietly turned into a different, valid one."""
+    if expire is None:
+        return None
+    try:
+        seconds: int | None = int(expire)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        seconds = None
+    if seconds is None or str(seconds) != str(expire):
+        kind = ValueError if isinstance(expire, str) else TypeError
+        raise kind(
+            f"{method}(): expire must be whole seconds (an int or its decimal text) or None"
+            f" for the app's default_expire, not {type(expire).__name__} {expire!r}"
+        )
+    return seconds
+
+
+def _tencent_userbuf(method: str, userbuf: object) -> bytes | None:
+    """``userbuf`` as bytes; like TLSSigAPIv2, anything base64 can encode is accepted."""
+    if userbuf is None:
+        return None
+    try:
+        return bytes(memoryview(userbuf))  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"{method}(): userbuf must be bytes (or None), not {type(userbuf).__name__}"
+        ) from None
 
 
 def userid_list(userids: Iterable[str]) -> list[str]:

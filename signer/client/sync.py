@@ -8,7 +8,13 @@ from typing import Self, TypeVar
 import httpx
 
 from signer.client import protocol
-from signer.client.protocol import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, PRIVILEGE_ALL, Call
+from signer.client.protocol import (
+    DEFAULT_BASE_URL,
+    DEFAULT_TIMEOUT,
+    PRIVILEGE_ALL,
+    TLS_SIG_API_V2_EXPIRE,
+    Call,
+)
 from signer.client.results import BatchResult, Token, VerifyResult
 
 T = TypeVar("T")
@@ -53,14 +59,23 @@ class SignerClient:
         """Close the pooled connections; requests made afterwards raise RuntimeError."""
         self._http.close()
 
-    def gen_sig(self, userid: str, expire: int | None = None) -> str:
-        """A usersig for ``userid`` valid ``expire`` seconds (None: the app's default), as
-        ``TLSSigAPIv2.gen_sig`` returns it. It may come from the service's cache."""
-        return self.issue(userid, expire).usersig
+    def gen_sig(self, identifier: object, expire: int | str | None = TLS_SIG_API_V2_EXPIRE) -> str:
+        """A usersig for ``identifier`` valid ``expire`` seconds, called exactly as
+        ``TLSSigAPIv2.gen_sig``: the userid is ``str(identifier)`` and expire defaults to
+        Tencent's 180 days; ``expire=None`` means the app's ``default_expire``. The token
+        may come from the service's cache."""
+        call = protocol.tencent_issue("gen_sig", self.sdkappid, identifier, expire, None)
+        return self._send(call).usersig
 
-    def gen_sig_with_userbuf(self, userid: str, expire: int | None, userbuf: bytes) -> str:
-        """A usersig carrying ``userbuf`` (opaque bytes), as ``TLSSigAPIv2`` makes it."""
-        return self.issue(userid, expire, userbuf).usersig
+    def gen_sig_with_userbuf(
+        self, identifier: object, expire: int | str | None, userbuf: bytes | None
+    ) -> str:
+        """A usersig carrying ``userbuf`` (opaque bytes), called exactly as
+        ``TLSSigAPIv2.gen_sig_with_userbuf`` (``userbuf=None``: none, as there)."""
+        call = protocol.tencent_issue(
+            "gen_sig_with_userbuf", self.sdkappid, identifier, expire, userbuf
+        )
+        return self._send(call).usersig
 
     def issue(self, userid: str, expire: int | None = None, userbuf: bytes | None = None) -> Token:
         """The usersig with everything the service knows about it (times, key version,

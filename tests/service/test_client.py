@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import socket
 import textwrap
 from collections.abc import AsyncIterator
@@ -247,7 +248,7 @@ class TestIssue:
         """gen_sig returns a v1 usersig that the core verifies with the app's public key."""
         usersig = await call("gen_sig", "alice", 3600)
         result = verify(usersig, userid="alice", sdkappid=V1_APP, key=service.v1_key.public_key())
-        assert (result.version, result.identifier, result.expire) == (1, "alice", 3600)
+        assert (result.token_version, result.identifier, result.expire) == (1, "alice", 3600)
 
     async def test_v2_usersig_is_what_tls_sig_api_v2_makes(
         self, call: Call, service: Service, monkeypatch: pytest.MonkeyPatch
@@ -295,6 +296,151 @@ class TestIssue:
         token = await call("issue", "grace")
         assert token.usersig not in repr(token)
         assert "grace" in repr(token)
+
+
+# Calls written exactly as app servers call TLSSigAPIv2 1.1: (method, args, kwargs).
+TENCENT_CALL_SHAPES: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+    ("gen_sig", ("shape-positional",), {}),
+    ("gen_sig", ("shape-positional-expire", 3600), {}),
+    ("gen_sig", (), {"identifier": "shape-keywords", "expire": 7200}),
+    ("gen_sig", ("shape-keyword-expire",), {"expire": 7200}),
+    ("gen_sig", (12345,), {}),
+    ("gen_sig", (67890,), {"expire": "600"}),
+    ("gen_sig_with_userbuf", ("shape-userbuf", 600, b"abc"), {}),
+    (
+        "gen_sig_with_userbuf",
+        (),
+        {"identifier": "shape-userbuf-keywords", "expire": 600, "userbuf": bytes(range(40))},
+    ),
+    ("gen_sig_with_userbuf", (24680,), {"expire": 900, "userbuf": b""}),
+    ("gen_sig_with_userbuf", ("shape-userbuf-none", 600, None), {}),
+]
+
+
+def _shape_id(shape: tuple[str, tuple[Any, ...], dict[str, Any]]) -> str:
+    def show(value: Any) -> str:
+        return (
+            f"<{len(value)} bytes>" if isinstance(value, bytes) and len(value) > 8 else repr(value)
+        )
+
+    method, args, kwargs = shape
+    shown = [*map(show, args), *(f"{name}={show(value)}" for name, value in kwargs.items())]
+    return f"{method}({', '.join(shown)})"
+
+
+def _public_methods(cls: type) -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(member)
+        for name, member in vars(cls).items()
+        if not name.startswith("_") and callable(member)
+    }
+
+
+class TestTencentSignatures:
+    @pytest.mark.parametrize("cls", [SignerClient, AsyncSignerClient])
+    def test_every_public_method_has_tencents_signature(
+        self, cls: type[SignerClient | AsyncSignerClient]
+    ) -> None:
+        """Every public method of TLSSigAPIv2 1.1 exists on the client with the same
+        parameter names, kinds, order and defaults, so no call written for Tencent's
+        library fails on the client with a TypeError.
+
+        Catches: a renamed keyword (userid= for Tencent's identifier=), a changed default
+        (expire None instead of Tencent's 180 days), a missing or reordered parameter, or a
+        method Tencent's library has and the client lacks.
+        """
+        theirs = _public_methods(TLSSigAPIv2.TLSSigAPIv2)
+        assert set(theirs) == {"gen_sig", "gen_sig_with_userbuf"}  # what 1.1 offers
+        for name, signature in theirs.items():
+            ours = inspect.signature(getattr(cls, name))
+            assert [(p.name, p.kind, p.default) for p in ours.parameters.values()] == [
+                (p.name, p.kind, p.default) for p in signature.parameters.values()
+            ], name
+
+
+@on_module_loop
+class TestTencentDropIn:
+    @pytest.mark.parametrize("shape", TENCENT_CALL_SHAPES, ids=_shape_id)
+    async def test_tencents_call_shapes_give_tencents_token(
+        self,
+        call: Call,
+        service: Service,
+        monkeypatch: pytest.MonkeyPatch,
+        shape: tuple[str, tuple[Any, ...], dict[str, Any]],
+    ) -> None:
+        """A call written for TLSSigAPIv2 (positional, identifier=/expire=/userbuf=
+        keywords, a non-str identifier, expire as text, an empty or None userbuf) returns
+        a token that verifies and decodes to exactly the fields, signature included, that
+        Tencent's library makes from the same call at the same time.
+
+        Catches: Tencent's keywords refused with TypeError, a non-str identifier refused
+        (422) instead of signed as str(identifier), expire text refused, an empty userbuf
+        dropped, None sent as a userbuf, or any field the client or service changes on the
+        way.
+        """
+        method, args, kwargs = shape
+        ours = await call(method, *args, sdkappid=V2_APP, **kwargs)
+        fields = decode(ours)
+        with monkeypatch.context() as patch:
+            patch.setattr(TLSSigAPIv2.time, "time", lambda: fields["TLS.time"])
+            tencent = TLSSigAPIv2.TLSSigAPIv2(V2_APP, SECRET)
+            theirs = getattr(tencent, method)(*args, **kwargs)
+        assert fields == decode(theirs)
+        identifier = str(kwargs.get("identifier", args[0] if args else None))
+        for usersig in (ours, theirs):
+            verify(usersig, userid=identifier, sdkappid=V2_APP, key=service.secret)
+
+    async def test_omitted_expire_is_tencents_180_days(self, call: Call) -> None:
+        """gen_sig(identifier) without expire signs for 180 days, as TLSSigAPIv2 does,
+        even for an app whose default_expire is shorter (here one day).
+
+        Catches: the omitted expire falling back to the app's default_expire, so that a
+        call copied from Tencent's library silently gets a shorter-lived token.
+        """
+        usersig = await call("gen_sig", "omitted-expire")
+        assert DEFAULT_EXPIRE != 180 * 86400
+        assert decode(usersig)["TLS.expire_after"] == str(180 * 86400)
+
+    async def test_expire_none_still_means_the_apps_default(self, call: Call) -> None:
+        """gen_sig(userid, None) and gen_sig_with_userbuf(userid, None, buf) keep the
+        client's own meaning of None: the app's default_expire.
+
+        Catches: None handed to Tencent-style int(expire) (a TypeError) or replaced by
+        Tencent's 180-day default, which would break callers of the existing API.
+        """
+        for usersig in (
+            await call("gen_sig", "none-expire", None),
+            await call("gen_sig_with_userbuf", "none-expire-buf", None, b"x"),
+        ):
+            assert decode(usersig)["TLS.expire_after"] == str(DEFAULT_EXPIRE)
+
+    @pytest.mark.parametrize(
+        ("method", "args", "error", "message"),
+        [
+            ("gen_sig", ("alice", 86400.0), TypeError, r"gen_sig\(\): expire must be"),
+            ("gen_sig", ("alice", True), TypeError, r"gen_sig\(\): expire must be"),
+            ("gen_sig", ("alice", " 600"), ValueError, r"gen_sig\(\): expire must be"),
+            (
+                "gen_sig_with_userbuf",
+                ("alice", 600, "not-bytes"),
+                TypeError,
+                r"gen_sig_with_userbuf\(\): userbuf must be bytes",
+            ),
+        ],
+    )
+    async def test_what_tencent_would_sign_wrongly_is_refused_naming_the_method(
+        self, call: Call, method: str, args: tuple[Any, ...], error: type, message: str
+    ) -> None:
+        """Arguments for which TLSSigAPIv2 makes a token that does not verify (it signs
+        str(expire) but writes int(expire)) or fails (a str userbuf) raise an error naming
+        the method before any request is sent.
+
+        Catches: such an expire quietly turned into a different valid token, or sent to
+        the service (here: a closed port, which would raise SignerConnectionError).
+        """
+        url = f"http://127.0.0.1:{free_port()}"
+        with pytest.raises(error, match=message):
+            await call(method, *args, url=url)
 
 
 @on_module_loop
