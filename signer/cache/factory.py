@@ -17,7 +17,7 @@ from signer.config.settings import CacheSettings
 def make_cache(settings: CacheSettings) -> CacheBackend:
     if not settings.url:
         return MemoryCache(settings.max_entries)
-    breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s)
+    breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset)
     scheme = settings.url.partition("://")[0]
     backend: type[RedisCache] = RedisCache
     if scheme.endswith("+cluster"):
@@ -26,13 +26,13 @@ def make_cache(settings: CacheSettings) -> CacheBackend:
         backend = RedisSentinelCache
     shared = backend.from_url(
         settings.url,
-        timeout=settings.timeout_ms / 1000,
+        timeout=settings.timeout,
         breaker=breaker,
         prefix=settings.key_prefix,
     )
     if settings.l1_entries == 0:
         return shared
-    return LayeredCache(MemoryCache(settings.l1_entries), shared, settings.l1_ttl_s)
+    return LayeredCache(MemoryCache(settings.l1_entries), shared, settings.l1_ttl)
 
 
 def describe(settings: CacheSettings) -> str:

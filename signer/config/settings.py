@@ -4,17 +4,31 @@ Priority: environment (``SIGNER_SERVER__PORT=9000``, nested with ``__``) over th
 over defaults. Paths in the file are relative to the file. Validation here is about
 shapes and ranges; loading the keys themselves happens in :mod:`signer.config.runtime`, so
 every problem is still reported at start-up, naming the field.
+
+Every duration is a number of seconds, named without a unit (``timeout = 0.05``), as
+``expire`` is in Tencent's API. The names of an earlier release that carried a unit
+(``timeout_ms``, ``breaker_reset_s``, ...) are still read, converted, and named in a
+warning at start-up (:meth:`Settings.deprecated_names`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from signer.core import DEFAULT_EXPIRE, UINT32_MAX
+from signer.engine import EngineSettings
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 SdkAppId = Annotated[int, Field(ge=1, le=UINT32_MAX)]
@@ -23,6 +37,36 @@ Seconds = Annotated[int, Field(ge=1, le=UINT32_MAX)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Renaming(_Strict):
+    """A section that still reads the duration names of an earlier release: ``RENAMED``
+    maps each old name to its new one and the factor from its unit to seconds."""
+
+    RENAMED: ClassVar[dict[str, tuple[str, float]]] = {}
+    _renamed: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _read_old_names(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        renamed = []
+        if isinstance(data, dict) and cls.RENAMED.keys() & data.keys():
+            data = dict(data)
+            for old, (new, factor) in cls.RENAMED.items():
+                if old not in data:
+                    continue
+                if new in data:
+                    raise ValueError(f"give {new} (seconds) or the deprecated {old}, not both")
+                value = data.pop(old)
+                if isinstance(value, str):  # from the environment
+                    value = float(value) if "." in value else int(value)
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ValueError(f"{old} must be a number")
+                data[new] = value * factor if factor != 1 else value
+                renamed.append(f"{old} -> {new} (seconds)")
+        section = handler(data)
+        section._renamed = tuple(renamed)
+        return section
 
 
 class ServerSettings(_Strict):
@@ -97,39 +141,54 @@ class RateLimitSettings(_Strict):
     burst: Annotated[float, Field(ge=1)] = 4000.0
 
 
-class EngineConfig(_Strict):
+_ENGINE = EngineSettings(workers=1)  # the engine's defaults are the file's: one source
+
+
+class EngineConfig(_Renaming):
+    """``[engine]``, the signing pool: :class:`~signer.engine.EngineSettings` is what each
+    field means and its default; :func:`engine_settings` the one translation. ``workers``
+    left out is the cores, shared among ``[server] processes``."""
+
+    RENAMED: ClassVar[dict[str, tuple[str, float]]] = {"max_delay_ms": ("max_delay", 0.001)}
+
     workers: Annotated[int, Field(ge=1, le=256)] | None = None
-    max_batch: Annotated[int, Field(ge=1, le=10_000)] = 64
-    max_delay_ms: Annotated[float, Field(gt=0, le=1000)] = 2.0
-    max_queued: Annotated[int, Field(ge=1)] = 50_000
-    # 0: the service sends v2 (HMAC) tokens to the workers too. On its own an HMAC token
-    # costs the loop ~12 µs, but inside a busy HTTP loop signing inline cost it 30-40 µs
-    # more a request than the round trip did: 18% fewer req/s (docs/PERFORMANCE.md).
-    inline_v2_max: Annotated[int, Field(ge=0)] = 0
+    max_batch: Annotated[int, Field(ge=1, le=10_000)] = _ENGINE.max_batch
+    max_delay: Annotated[float, Field(gt=0, le=1)] = _ENGINE.max_delay
+    max_queued: Annotated[int, Field(ge=1)] = _ENGINE.max_queued
+    inline_v2_max: Annotated[int, Field(ge=0)] = _ENGINE.inline_v2_max
 
 
-class CacheSettings(_Strict):
+class CacheSettings(_Renaming):
     """``url`` empty means the in-process memory cache; ``redis://[user:pass@]host:port/db``
     or ``rediss://`` (TLS) a shared Redis. ``min_remaining`` is the least life a served
     token may have left; a cached token with less is never served. Every Redis call gives
-    up after ``timeout_ms``; ``breaker_failures`` failures in a row stop calls for
-    ``breaker_reset_s`` seconds (requests are then signed locally). A token with less than
+    up after ``timeout`` seconds; ``breaker_failures`` failures in a row stop calls for
+    ``breaker_reset`` seconds (requests are then signed locally). A token with less than
     ``refresh_ahead`` seconds left is served and re-signed in the background; a miss takes a
-    ``lease_ms`` lease so one instance signs while others wait up to ``lease_wait_ms``."""
+    ``lease`` so one instance signs while others wait up to ``lease_wait`` seconds for its
+    token. L1 entries (in front of Redis) live at most ``l1_ttl`` seconds."""
+
+    RENAMED: ClassVar[dict[str, tuple[str, float]]] = {
+        "timeout_ms": ("timeout", 0.001),
+        "breaker_reset_s": ("breaker_reset", 1),
+        "lease_ms": ("lease", 0.001),
+        "lease_wait_ms": ("lease_wait", 0.001),
+        "l1_ttl_s": ("l1_ttl", 1),
+    }
 
     url: str = Field(default="", repr=False)
     max_entries: Annotated[int, Field(ge=0)] = 100_000
     min_remaining: Seconds = 3600
-    timeout_ms: Annotated[float, Field(gt=0, le=5000)] = 50.0
+    timeout: Annotated[float, Field(gt=0, le=5)] = 0.05
     breaker_failures: Annotated[int, Field(ge=1)] = 3
-    breaker_reset_s: Annotated[float, Field(gt=0)] = 2.0
+    breaker_reset: Annotated[float, Field(gt=0)] = 2.0
     key_prefix: str = "signer:"
     refresh_ahead: Seconds = 7200
     refresh_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.2
-    lease_ms: Annotated[int, Field(ge=10, le=60_000)] = 2000
-    lease_wait_ms: Annotated[int, Field(ge=0, le=60_000)] = 500
+    lease: Annotated[float, Field(ge=0.01, le=60)] = 2.0
+    lease_wait: Annotated[float, Field(ge=0, le=60)] = 0.5
     l1_entries: Annotated[int, Field(ge=0)] = 10_000
-    l1_ttl_s: Annotated[int, Field(ge=1, le=3600)] = 5
+    l1_ttl: Annotated[int, Field(ge=1, le=3600)] = 5
 
     @model_validator(mode="after")
     def _refresh_before_floor(self) -> Self:
@@ -180,6 +239,15 @@ class Settings(BaseSettings):
         # The TOML file arrives as init kwargs; the environment must win over it.
         return env_settings, init_settings
 
+    def deprecated_names(self) -> list[str]:
+        """The settings given under a name of an earlier release (still read, converted),
+        for the start-up warning."""
+        return [
+            f"{name}.{change}"
+            for name, section in (("engine", self.engine), ("cache", self.cache))
+            for change in section._renamed
+        ]
+
     @model_validator(mode="after")
     def _check_apps(self) -> Self:
         seen: set[int] = set()
@@ -196,3 +264,21 @@ class Settings(BaseSettings):
         if len(names) != len(set(names)):
             raise ValueError("caller names must be unique")
         return self
+
+
+def engine_settings(settings: Settings) -> EngineSettings:
+    """What the engine of one HTTP process runs with: ``[engine]``, and its share of the
+    cores when ``workers`` is left out."""
+    config = settings.engine
+    workers = config.workers or EngineSettings().workers
+    if not config.workers and settings.server.processes > 1:
+        # Several HTTP processes share the cores: each gets its part of them, but at least
+        # two, because the kernel may hand one process most of a few busy connections.
+        workers = max(2, workers // settings.server.processes)
+    return EngineSettings(
+        workers=workers,
+        max_batch=config.max_batch,
+        max_delay=config.max_delay,
+        max_queued=config.max_queued,
+        inline_v2_max=config.inline_v2_max,
+    )

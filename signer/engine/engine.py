@@ -10,9 +10,9 @@ one's current batch so it never idles between two. Under load batches grow on th
 and steady single requests keep one worker busy with large batches instead of waking
 every worker for a few tokens each (fewer round trips and process wake-ups, which on a
 small machine took the CPU from the event loop: docs/PERFORMANCE.md).
-v2 (HMAC) tokens cost ~12 µs of CPU, less than the round trip, and are signed inline on
-the event loop when at most ``inline_v2_max`` arrive at once. The HTTP service sets it to
-0: inside a busy HTTP loop, inline signing cost more than the round trip it saved.
+v2 (HMAC) tokens cost less CPU than the round trip, and can be signed inline on the event
+loop when at most ``inline_v2_max`` arrive at once (default 0, never: inside a busy HTTP
+loop, inline signing cost more than the round trip it saved).
 
 The queue is bounded: past ``max_queued`` waiting items, submitting fails at once with
 :class:`Overloaded` instead of growing memory and latency without limit.
@@ -63,13 +63,18 @@ _Entry = tuple[SignRequest, _Waiter, int]
 
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
-    """Tuning of the engine; the defaults were chosen by ``bench/engine_batching.py``."""
+    """Tuning of the engine, and the defaults of ``[engine]`` in the configuration file;
+    the batching ones were chosen by ``bench/engine_batching.py``.
+
+    ``max_delay`` is in seconds. ``inline_v2_max`` is 0: v2 tokens go to the workers too,
+    because inside a busy HTTP loop signing them inline cost more than the round trip it
+    saved (docs/PERFORMANCE.md); raise it where the event loop has time to spare."""
 
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     max_batch: int = 64
     max_delay: float = 0.002
     max_queued: int = 50_000
-    inline_v2_max: int = 32
+    inline_v2_max: int = 0
     in_flight_per_worker: int = 2
 
 

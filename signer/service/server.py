@@ -53,6 +53,12 @@ def announce(runtime: Runtime) -> None:
         if settings.auth.disabled:
             log.warning("auth is DISABLED by [auth] disabled = true: any caller may mint tokens")
         log.info("cache", backend=describe(settings.cache))
+    if renamed := settings.deprecated_names():
+        log.warning(
+            "settings under names of an earlier release: they still work in this one, "
+            "rename them (every duration is now in seconds)",
+            settings=renamed,
+        )
 
 
 async def serve(

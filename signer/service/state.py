@@ -8,28 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from signer.cache import AppPolicy, CacheBackend, TokenIssuer
-from signer.config import AppRuntime, Runtime, Settings, build_runtime
-from signer.engine import Engine, EngineSettings
+from signer.config import AppRuntime, Runtime, Settings, build_runtime, engine_settings
+from signer.engine import Engine
 from signer.service.auth import RateLimiter
 from signer.service.errors import UnknownSdkAppId
 from signer.service.metrics import ServiceMetrics
-
-
-def engine_settings(settings: Settings) -> EngineSettings:
-    config = settings.engine
-    defaults = EngineSettings()
-    workers = config.workers or defaults.workers
-    if not config.workers and settings.server.processes > 1:
-        # Several HTTP processes share the cores: each gets its part of them, but at least
-        # two, because the kernel may hand one process most of a few busy connections.
-        workers = max(2, defaults.workers // settings.server.processes)
-    return EngineSettings(
-        workers=workers,
-        max_batch=config.max_batch,
-        max_delay=config.max_delay_ms / 1000,
-        max_queued=config.max_queued,
-        inline_v2_max=config.inline_v2_max,
-    )
 
 
 @dataclass
@@ -83,8 +66,8 @@ class ServiceState:
             cache.min_remaining,
             cache.refresh_ahead,
             cache.refresh_jitter,
-            cache.lease_ms / 1000,
-            cache.lease_wait_ms / 1000,
+            cache.lease,
+            cache.lease_wait,
         )
 
     async def reload(self, settings: Settings) -> Runtime:
@@ -124,12 +107,12 @@ RESTART_ONLY = {
     "cache": (
         "url",
         "max_entries",
-        "timeout_ms",
+        "timeout",
         "breaker_failures",
-        "breaker_reset_s",
+        "breaker_reset",
         "key_prefix",
         "l1_entries",
-        "l1_ttl_s",
+        "l1_ttl",
     ),
 }
 

@@ -108,9 +108,9 @@ def service_app(directory: Path, cache_url: str) -> web.Application:
 
             [cache]
             url = "{cache_url}"
-            timeout_ms = 50
+            timeout = 0.05
             breaker_failures = 2
-            breaker_reset_s = 0.3
+            breaker_reset = 0.3
             l1_entries = 0
             """
         )

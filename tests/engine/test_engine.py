@@ -150,12 +150,17 @@ class TestSigning:
         checked = verify(token.usersig, userid="u7", sdkappid=V2_APP, key=v2_secret)
         assert checked.privilege_map is not None and checked.privilege_map.room_str == "会议"
 
-    async def test_few_v2_tokens_are_signed_inline(self, engine: Engine) -> None:
-        """v2 singles skip the pool (HMAC is cheaper than a round trip); big v2 batches don't."""
-        await engine.sign(SignRequest(V2_APP, "inline"))
-        assert engine.stats.signed_inline == 1 and engine.stats.batches == 0
-        await engine.sign_many([SignRequest(V2_APP, f"u{i}") for i in range(100)])
-        assert engine.stats.signed_inline == 1 and engine.stats.batches > 0
+    async def test_few_v2_tokens_are_signed_inline_when_asked(self, keyset: KeySet) -> None:
+        """With ``inline_v2_max`` set, v2 singles skip the pool (HMAC is cheaper than a
+        round trip) and big v2 batches don't; by default (0) every token goes to the pool."""
+        async with Engine(keyset, EngineSettings(workers=1, inline_v2_max=32)) as engine:
+            await engine.sign(SignRequest(V2_APP, "inline"))
+            assert engine.stats.signed_inline == 1 and engine.stats.batches == 0
+            await engine.sign_many([SignRequest(V2_APP, f"u{i}") for i in range(100)])
+            assert engine.stats.signed_inline == 1 and engine.stats.batches > 0
+        async with Engine(keyset, EngineSettings(workers=1)) as engine:
+            await engine.sign(SignRequest(V2_APP, "pooled"))
+            assert engine.stats.signed_inline == 0 and engine.stats.batches == 1
 
     def test_errors_survive_pickling(self) -> None:
         """Typed errors cross the process boundary intact."""

@@ -35,7 +35,7 @@ def shared_cache_config(
     text = text.replace(app2, f"{app2}default_expire = 3600\nmax_expire = {MAX_EXPIRE}\n")
     text += (
         f'\n[cache]\nurl = "{server.url}"\n'
-        f"timeout_ms = 50\nbreaker_failures = 2\nbreaker_reset_s = {breaker_reset}\n"
+        f"timeout = 0.05\nbreaker_failures = 2\nbreaker_reset = {breaker_reset}\n"
         "min_remaining = 60\nrefresh_ahead = 120\n"
     )
     path = deployment.directory / f"redis-{breaker_reset}.toml"
@@ -219,7 +219,7 @@ class TestRevocationMarker:
         await cached_in_redis(redis_server)
         assert (await issue(second, deployment))["cached"] is True  # shared, in second's L1
         await subscribed(redis_server, 2)  # (a broadcast sent before that is lost: L1's
-        # copies then live out their l1_ttl_s, as the README says)
+        # copies then live out their l1_ttl, as the README says)
         status, body, _ = await revoke(first, deployment)
         assert (status, body) == (200, {"sdkappid": V2_APP, "userid": USER, "evicted": 1})
         await never_served(first, deployment, old, seconds=0.6)

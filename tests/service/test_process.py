@@ -199,7 +199,7 @@ def test_logs_never_contain_secrets_or_tokens(
     error's line that renders the frames' locals (rich tracebacks do by default)."""
     redis_server.cli("CONFIG", "SET", "requirepass", REDIS_PASSWORD)
     url = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{redis_server.port}/0"
-    extra = f'\n[cache]\nurl = "{url}"\ntimeout_ms = 500\nbreaker_failures = 2\n'
+    extra = f'\n[cache]\nurl = "{url}"\ntimeout = 0.5\nbreaker_failures = 2\n'
     config = write_config(deployment.directory, extra).read_text()
     server_settings = f'[server]\nlog_level = "debug"\nlog_format = "{log_format}"'
     deployment.config.write_text(config.replace("[server]", server_settings))

@@ -19,7 +19,7 @@ from tests.service.conftest import V1_APP, V2_APP, ClientFactory, Deployment, wr
 def redis_config(deployment: Deployment, redis_server: RedisServer) -> Path:
     extra = (
         f'\n[cache]\nurl = "{redis_server.url}"\n'
-        "timeout_ms = 50\nbreaker_failures = 2\nbreaker_reset_s = 0.3\n"
+        "timeout = 0.05\nbreaker_failures = 2\nbreaker_reset = 0.3\n"
     )
     path = deployment.directory / "redis.toml"
     path.write_text(write_config(deployment.directory, extra).read_text())

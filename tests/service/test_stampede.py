@@ -27,7 +27,7 @@ def signed_total(metrics: str) -> float:
 # even on a slow, loaded host (the defaults, 2 s and 0.5 s, are tuned for production, where
 # an instance that waits too long should sign itself). A waiter returns as soon as the
 # token is in Redis, so the margin costs nothing when all is well.
-LEASE = "lease_ms = 30000\nlease_wait_ms = 30000\n"
+LEASE = "lease = 30\nlease_wait = 30\n"
 
 
 def test_ten_thousand_requests_three_instances_one_signature(
