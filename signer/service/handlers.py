@@ -227,7 +227,13 @@ async def get_usersig(request: web.Request) -> web.Response:
         unquote_to_bytes(request.rel_url.raw_query_string).decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidField("the query string is not valid UTF-8") from None
-    return await _issue(request, validate(UserSigQuery, dict(request.query)), None)
+    query = request.query
+    if len(query) != len(set(query)):  # dict() would keep the first and drop the rest
+        repeated = next(name for name in query if len(query.getall(name)) > 1)
+        shown = repr(repeated) if len(repeated) <= 64 else repr(repeated[:64]) + "..."
+        field = repeated if repeated in UserSigQuery.model_fields else None
+        raise InvalidField(f"the query parameter {shown} is given more than once", field)
+    return await _issue(request, validate(UserSigQuery, dict(query)), None)
 
 
 async def post_batch(request: web.Request) -> web.Response:

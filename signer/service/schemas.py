@@ -16,9 +16,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from signer.core import PRIVILEGE_ALL, UINT32_MAX
 from signer.core.limits import MAX_ROOM_STR_BYTES
@@ -46,6 +50,23 @@ def _bounds(low: int, high: int, description: str | None = None) -> Any:
 
 WHOLE = BeforeValidator(_whole_number)
 
+
+def _range(low: int, high: int) -> WrapValidator:
+    """Every way an integer field can be wrong (a fraction, text, out of bounds, more digits
+    than Python parses) answered with the one thing the client needs: its range."""
+    message = f"must be a whole number from {low} to {high}"
+
+    def check(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            if any(error["type"] == "missing" for error in exc.errors()):
+                raise
+            raise PydanticCustomError("integer_range", message) from None
+
+    return WrapValidator(check)
+
+
 # What JSON Schema can say of the text policy (signer.core.policy) for userids and room
 # names: no C0/C1 control characters and no line or paragraph separator. Lone surrogates
 # cannot travel in UTF-8 at all, and limits in UTF-8 bytes have no JSON Schema keyword: as
@@ -53,7 +74,9 @@ WHOLE = BeforeValidator(_whole_number)
 # that its error (422 invalid_userid, invalid_room_str) reads the same everywhere.
 NO_CONTROL_CHARACTERS = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"
 
-SdkAppId = Annotated[int, _bounds(1, UINT32_MAX, "The app's SDKAppID."), WHOLE]
+SdkAppId = Annotated[
+    int, _bounds(1, UINT32_MAX, "The app's SDKAppID."), WHOLE, _range(1, UINT32_MAX)
+]
 UserId = Annotated[
     str,
     Field(
@@ -72,7 +95,10 @@ RoomStr = Annotated[
         json_schema_extra={"pattern": NO_CONTROL_CHARACTERS},
     ),
 ]
-Seconds = Annotated[int, _bounds(1, UINT32_MAX), WHOLE]
+Seconds = Annotated[int, _bounds(1, UINT32_MAX), WHOLE, _range(1, UINT32_MAX)]
+RoomId = Annotated[int, _bounds(1, UINT32_MAX), WHOLE, _range(1, UINT32_MAX)]
+Privilege = Annotated[int, _bounds(0, PRIVILEGE_ALL), WHOLE, _range(0, PRIVILEGE_ALL)]
+UnixTime = Annotated[int, _bounds(0, UINT32_MAX), WHOLE, _range(0, UINT32_MAX)]
 Expire = Annotated[
     Seconds | None,
     Field(default=None, description="Lifetime in seconds; the app's default if omitted."),
@@ -150,9 +176,9 @@ class PrivateMapKeyRequest(_Model):
     )
     sdkappid: SdkAppId
     userid: UserId
-    room_id: Annotated[int, _bounds(1, UINT32_MAX), WHOLE] | None = None
+    room_id: RoomId | None = None
     room_str: RoomStr | None = None
-    privilege: Annotated[int, _bounds(0, PRIVILEGE_ALL), WHOLE] = PRIVILEGE_ALL
+    privilege: Privilege = PRIVILEGE_ALL
     expire: Expire = None
 
     @model_validator(mode="after")
@@ -174,9 +200,7 @@ class VerifyRequest(_Model):
     sdkappid: SdkAppId
     userid: str = Field(max_length=1024)
     usersig: str = Field(max_length=64 * 1024)
-    now: Annotated[int, _bounds(0, UINT32_MAX), WHOLE] | None = Field(
-        default=None, description="Judge expiry at this time."
-    )
+    now: UnixTime | None = Field(default=None, description="Judge expiry at this time.")
 
 
 class TokenResponse(BaseModel):

@@ -522,6 +522,47 @@ class TestReviewFindings:
         )
         assert r.status == 422
 
+    async def test_get_refuses_a_repeated_query_parameter(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        """``?userid=a&userid=b`` is 422 naming the parameter: which userid was meant is
+        unknown, so neither is signed.
+
+        Catches: the first (or last) value quietly used, as a plain dict of the query
+        would."""
+        r = await client.get(
+            f"/v1/usersig?sdkappid={V1_APP}&userid=a&userid=b", headers=deployment.headers()
+        )
+        assert r.status == 422, await r.text()
+        error = (await r.json())["error"]
+        assert (error["code"], error["field"]) == ("invalid_field", "userid")
+        assert "'userid' is given more than once" in error["message"]
+
+    @pytest.mark.parametrize(
+        ("method", "expire"),
+        [("POST", 1e23), ("POST", 1.5), ("POST", 2**32), ("POST", "600"), ("GET", "9" * 5000)],
+    )
+    async def test_an_integer_out_of_any_range_is_told_its_range(
+        self, client: TestClient, deployment: Deployment, method: str, expire: object
+    ) -> None:
+        """Whatever is wrong with an integer (too large for 32 bits or for any integer, a
+        fraction, a string in JSON), the 422 says the range the field takes.
+
+        Catches: pydantic's own wording ("Input should be a valid integer", "exceeded
+        maximum size"), which does not tell the client what to send."""
+        if method == "GET":
+            r = await client.get(
+                f"/v1/usersig?sdkappid={V1_APP}&userid=u&expire={expire}",
+                headers=deployment.headers(),
+            )
+        else:
+            body = {"sdkappid": V1_APP, "userid": "u", "expire": expire}
+            r = await client.post("/v1/usersig", json=body, headers=deployment.headers())
+        assert r.status == 422, await r.text()
+        error = (await r.json())["error"]
+        assert error["field"] == "expire"
+        assert error["message"] == "expire: must be a whole number from 1 to 4294967295"
+
     async def test_head_on_health_routes(self, client: TestClient) -> None:
         assert (await client.head("/healthz")).status == 200
         assert (await client.head("/readyz")).status == 200
