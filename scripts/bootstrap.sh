@@ -1,6 +1,7 @@
-# Sourced by scripts/demo and .ci/run: make sure a fresh Debian machine has what signer needs
-# (system packages, a .venv with signer and its test tools), then leave VENV pointing at it.
-# Idempotent and quick when everything is already there.
+# Sourced by scripts/serve and .ci/run: make sure a fresh Debian machine has what signer
+# needs (system packages, a .venv with signer and its test tools), then leave VENV pointing
+# at it. Idempotent and quick when everything is already there. Quiet unless something
+# fails: then the output of the step that failed is shown, and bootstrap returns non-zero.
 
 _apt_install() {
     if [ "$(id -u)" -ne 0 ]; then
@@ -36,8 +37,20 @@ bootstrap() {
     fi
     local stamp="$VENV/.signer-installed$extras"
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".$extras" 2>&1 \
-            | grep -v -e '^WARNING: Location' -e '^$' >&2 || true
-        "$VENV/bin/python" -c "import signer" && touch "$stamp"
+        # pip's and the build backend's notices (setuptools' boxed "Editable installation"
+        # warning, for one) are kept for a failure, when they may explain it.
+        local log
+        log="$(mktemp "${TMPDIR:-/tmp}/signer-bootstrap.XXXXXX")"
+        echo "bootstrap: installing signer${extras} into $VENV ..." >&2
+        if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".$extras" \
+                >"$log" 2>&1 \
+            || ! "$VENV/bin/python" -c "import signer" >>"$log" 2>&1; then
+            cat "$log" >&2
+            rm -f "$log"
+            echo "bootstrap: installing signer into $VENV failed (its output above)" >&2
+            return 1
+        fi
+        rm -f "$log"
+        touch "$stamp"
     fi
 }

@@ -72,11 +72,18 @@ def public_key(path: str) -> EcPublicKey:
 
 
 def secret(path: str | None, value: str | None) -> HmacSecret | None:
-    """The v2 secret from ``--secret-file FILE`` or ``SIGNER_SECRET``, whitespace trimmed."""
+    """The v2 secret from ``--secret-file FILE`` or ``SIGNER_SECRET``, whitespace trimmed.
+    A PEM key there is refused: HMAC would happily sign with its text, and every token
+    would then fail wherever the real secret verifies it."""
     if path is None and value is None:
         return None
     source = path if path is not None else "SIGNER_SECRET"
     data = read_small(path) if path is not None else (value or "").encode()
+    if data.lstrip().startswith(b"-----BEGIN"):
+        raise BadInput(
+            f"{source}: this is a PEM key, not a v2 secret; give a v1 key with "
+            "--private-key (or --public-key to verify)"
+        )
     try:
         return HmacSecret.from_text(data)
     except KeyLoadError as exc:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from signer.cli.inputs import BadInput
 from signer.config import ConfigError
+from signer.config.loader import cli_command
 
 
 @click.command()
@@ -25,6 +27,8 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
     127.0.0.1:8080 with fresh keys, no auth and an in-memory cache, and says so."""
     from signer.service.main import run  # keeps the other commands' start-up light
 
+    if config_path is None and not any(name.upper() == "SIGNER_APPS" for name in os.environ):
+        _say_how_to_run_the_cli()
     overrides: dict[str, object] = {}
     if host is not None:
         overrides["host"] = host
@@ -36,3 +40,15 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
         raise BadInput("configuration rejected: " + "; ".join(exc.problems)) from None
     except OSError as exc:  # the bind address: in use, not ours, or not an address here
         raise BadInput(f"cannot listen on the configured address: {exc}") from None
+
+
+def _say_how_to_run_the_cli() -> None:
+    """Dev mode's banner shows CLI commands to try. After ``scripts/serve`` ``signer`` is in
+    .venv/bin, not on PATH: then say once which command does work, as it is to be typed."""
+    command = cli_command()
+    if command != "signer":
+        click.echo(
+            f"signer: `signer` is not on PATH here; run the command line as {command} "
+            f"(e.g. {command} verify --public-key <keys_dir>/public_key ...)",
+            err=True,
+        )

@@ -6,7 +6,11 @@ so ``signer serve`` can stop with a message a person can act on.
 
 from __future__ import annotations
 
+import atexit
+import os
 import secrets
+import shutil
+import sys
 import tempfile
 import tomllib
 from pathlib import Path
@@ -30,7 +34,14 @@ class ConfigError(Exception):
 
 
 def _field(location: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in location) or "(config)"
+    """Pydantic's location as the config spells it: ``apps[0].private_key_file``."""
+    text = ""
+    for part in location:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text or "(config)"
 
 
 def _from_validation(exc: ValidationError) -> ConfigError:
@@ -69,9 +80,37 @@ def load_settings(path: Path | None, overrides: dict[str, Any] | None = None) ->
     return settings
 
 
+def cli_command() -> str:
+    """How to run the ``signer`` command line from a shell here, as a hint can print it:
+    ``signer`` when that is on PATH and is this installation, else the absolute path of the
+    script next to this interpreter (``.../.venv/bin/signer`` after ``scripts/serve``), else
+    ``<this python> -m signer``."""
+    script = Path(sys.executable).parent / "signer"
+    found = shutil.which("signer")
+    if found is not None and script.exists() and Path(found).resolve() == script.resolve():
+        return "signer"
+    if script.is_file() and os.access(script, os.X_OK):
+        return str(script)
+    return f"{sys.executable} -m signer"
+
+
+def _remove_on_exit(directory: Path) -> None:
+    """Delete ``directory`` when this process exits normally (which SIGTERM and Ctrl-C are
+    for ``signer serve``: its handlers return from the server), never in a forked child."""
+    owner = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == owner:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    atexit.register(remove)
+
+
 def _dev_mode(settings: Settings) -> Settings:
-    """Fresh keys in a temp directory, a v1 and a v2 app, no auth: for trying signer out."""
+    """Fresh keys in a temp directory, a v1 and a v2 app, no auth: for trying signer out.
+    The directory (private keys included) is removed when the process exits."""
     directory = Path(tempfile.mkdtemp(prefix="signer-dev-"))
+    _remove_on_exit(directory)
     key = generate_private_key(Curve.P256)
     (directory / "private_key").write_bytes(key.to_pem())
     (directory / "private_key").chmod(0o600)

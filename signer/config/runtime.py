@@ -104,6 +104,18 @@ def _read(path: Path, base: Path | None, field: str, problems: _Problems) -> byt
     return data
 
 
+def _secret(data: bytes, field: str, problems: _Problems) -> HmacSecret | None:
+    """A v2 secret, refusing what is plainly a PEM key (a v1 key named by mistake)."""
+    if data.lstrip().startswith(b"-----BEGIN"):
+        problems.add(
+            field,
+            "this is a PEM key, not a v2 secret (a v1 app takes private_key_file; "
+            "a v2 secret is the app's key text from the console)",
+        )
+        return None
+    return HmacSecret.from_text(data)
+
+
 def _load_key(
     app: AppSettings,
     key: KeySettings,
@@ -112,17 +124,21 @@ def _load_key(
     problems: _Problems,
     verify_only: bool = False,
 ) -> EcPrivateKey | EcPublicKey | HmacSecret | None:
-    """Load one key; ``verify_only`` (previous versions) also accepts a v1 public key."""
+    """Load one key; ``verify_only`` (previous versions) also accepts a v1 public key.
+    A problem with a file's contents names that file's field (``apps[0].secret_file``)."""
+    where = field
     try:
         if app.algorithm == "v1":
             if key.secret_file or key.secret:
                 problems.add(field, "a v1 (ECDSA) app takes private_key_file, not a secret")
                 return None
             if key.private_key_file:
-                data = _read(key.private_key_file, base, f"{field}.private_key_file", problems)
+                where = f"{field}.private_key_file"
+                data = _read(key.private_key_file, base, where, problems)
                 return None if data is None else load_private_key(data)
             if key.public_key_file and verify_only:
-                data = _read(key.public_key_file, base, f"{field}.public_key_file", problems)
+                where = f"{field}.public_key_file"
+                data = _read(key.public_key_file, base, where, problems)
                 return None if data is None else load_public_key(data)
             problems.add(field, "a v1 app needs private_key_file")
             return None
@@ -130,13 +146,15 @@ def _load_key(
             problems.add(field, "a v2 (HMAC) app takes secret_file or secret, not an EC key")
             return None
         if key.secret_file:
-            data = _read(key.secret_file, base, f"{field}.secret_file", problems)
-            return None if data is None else HmacSecret.from_text(data)
+            where = f"{field}.secret_file"
+            data = _read(key.secret_file, base, where, problems)
+            return None if data is None else _secret(data, where, problems)
         if key.secret:
-            return HmacSecret.from_text(key.secret)
+            where = f"{field}.secret"
+            return _secret(key.secret.encode("utf-8"), where, problems)
         problems.add(field, "a v2 app needs secret_file or secret")
     except KeyLoadError as exc:
-        problems.add(field, exc.message)
+        problems.add(where, exc.message)
     return None
 
 

@@ -111,7 +111,10 @@ def serve(
 
 
 def test_dev_mode_with_no_configuration(tmp_path: Path) -> None:
-    """No config at all: fresh keys in a logged temp dir, auth off, memory cache, said loudly.
+    """No config at all: fresh keys in a logged temp dir, auth off, memory cache, said loudly;
+    and once SIGTERM stops the service, that directory and its private keys are gone.
+
+    Catches: dev mode leaving a signer-dev-* directory of private keys behind on every start.
 
     The process gets this test's own temp dir as TMPDIR, so the private keys it makes up
     are removed with the test's files, never left in the system's /tmp."""
@@ -138,6 +141,10 @@ def test_dev_mode_with_no_configuration(tmp_path: Path) -> None:
         from signer.core import HmacSecret
 
         verify(v2["usersig"], userid="dev", sdkappid=V2_APP, key=HmacSecret.from_text(secret))
+    # serve() stopped it with SIGTERM and waited for it to exit.
+    assert server.process.returncode == 0, server.log()
+    assert not Path(keys_dir).exists()
+    assert not list(own_tmp.glob("signer-dev-*"))
 
 
 REDIS_PASSWORD = "redis-pass-6c1d0e9b47a2f853"
