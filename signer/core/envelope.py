@@ -1,10 +1,10 @@
 """The envelope shared by every UserSig version: JSON → zlib → base64 → ``+/=`` to ``*-_``.
 
-Packing compresses with ISA-L (python-isal) at level 1. A token's JSON is ~300 bytes, so
-what costs is zlib's per-call set-up and Huffman tree building, not the data: stdlib
-``zlib.compress`` spends 9-17 µs a token (more when glibc returns and refaults deflate's
-256 KiB of state on every call), ISA-L ~7 µs for the same 229 bytes of output. The output
-is an ordinary RFC 1950 stream that any inflater reads.
+Packing compresses with ISA-L (python-isal) at level 1. A token's JSON is a few hundred
+bytes, so what costs is zlib's per-call set-up and Huffman tree building, not the data, and
+ISA-L spends less on both than stdlib ``zlib.compress``, for output of the same size
+(figures in docs/PERFORMANCE.md). The output is an ordinary RFC 1950 stream that any
+inflater reads.
 
 Unpacking treats the token as hostile: the length is capped, base64 must be canonical,
 inflation streams into a bounded buffer, and the JSON parser refuses duplicate keys,

@@ -1,10 +1,10 @@
 """Key material: EC keys for version 1 (P-256, secp256k1) and HMAC secrets for version 2.
 
 Loading turns every way a key file can be wrong into a :class:`KeyLoadError` that names the
-problem. Signing on secp256k1 goes through libsecp256k1 (coincurve), about twelve times
-faster than OpenSSL on that curve; it emits low-S signatures, which every verifier accepts.
-Verification accepts high-S signatures on both curves, since about half of what OpenSSL
-(and so Tencent's older libraries) produced has S > n/2.
+problem. Signing on secp256k1 goes through libsecp256k1 (coincurve), which is much faster
+than OpenSSL on that curve (see docs/PERFORMANCE.md); it emits low-S signatures, which
+every verifier accepts. Verification accepts high-S signatures on both curves, since about
+half of what OpenSSL (and so Tencent's older libraries) produced has S > n/2.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ class IssuedToken(NamedTuple):
 
     ``key_version`` labels the key that signed, when the caller keeps several (rotation).
     A named tuple, not a dataclass: the service builds one per token, thousands per batch,
-    and a tuple is several times cheaper to make."""
+    and a tuple is cheaper to make (see docs/PERFORMANCE.md)."""
 
     usersig: str
     userid: str

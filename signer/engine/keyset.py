@@ -1,9 +1,9 @@
 """The keys an engine signs with, as plain bytes that can be shipped to worker processes.
 
 Key objects from ``cryptography`` and ``coincurve`` cannot be pickled, so workers receive
-PEM text or secret bytes once, in the pool initializer, and build their signers there.
-The parent builds the same signers up front too: a bad key fails at start-up (or at a
-reload, leaving the old key set in service), never on the first request.
+PEM text or secret bytes once, when they start (``worker.initialize``), and build their
+signers there. The parent builds the same signers up front too: a bad key fails at
+start-up (or at a reload, leaving the old key set in service), never on the first request.
 """
 
 from __future__ import annotations

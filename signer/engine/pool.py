@@ -4,8 +4,8 @@ Each worker is a ``spawn``-ed process that loads the key set once and then answe
 (a whole batch each) read from a pipe; the loop writes calls and reads results through
 asyncio pipe transports. No thread is involved. The engine first ran on
 ``concurrent.futures.ProcessPoolExecutor``, but its queue-feeder and result threads must
-take the GIL for every batch: under HTTP load they held it about a third of the time and
-stretched a batch's round trip to 4-6 ms for 0.7 ms of signing (docs/PERFORMANCE.md).
+take the GIL for every batch: under HTTP load they held it for much of the time and made a
+batch's round trip take far longer than its signing (docs/PERFORMANCE.md).
 
 Crash recovery: a worker's result pipe reaches end-of-file when it dies (SIGKILL, OOM).
 Its calls fail, a new worker takes its place, and each failed call is retried once.
@@ -242,7 +242,7 @@ class WorkerPool:
         """Sign ``batch`` in a worker; after a worker crash, retry once on another.
 
         The requests travel as plain tuples: pickle takes a named tuple through Python-level
-        reduction, nine times slower (0.9 against 0.1 ms for a batch of 1000)."""
+        reduction, which is much slower (see docs/PERFORMANCE.md)."""
         return await self.call(worker.sign_batch, [tuple(request) for request in batch])
 
     async def call(self, func: Callable[..., T], *args: Any) -> T:

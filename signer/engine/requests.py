@@ -18,7 +18,8 @@ from signer.engine.errors import UnknownApp
 Signers = dict[int, V1Signer | V2Signer]
 WireResult = tuple[str, int, int, int, str] | SignerError
 """What crosses the process boundary: (usersig, issued_at, expire, token_version, key_version)
-or the error. Plain tuples pickle several times faster than dataclasses."""
+or the error. Plain tuples, because they pickle much faster than dataclasses or named
+tuples (see docs/PERFORMANCE.md)."""
 
 
 class SignRequest(NamedTuple):

@@ -1,7 +1,10 @@
 """Code that runs inside the worker processes of the signing pool.
 
-The pool initializer loads the key set once per process; each task is then a whole batch,
-so one inter-process round trip (~110 µs) is shared by many signatures (~25 µs each).
+:mod:`signer.engine.pool` spawns each worker with its ``_serve`` loop as the target; the
+loop calls :func:`initialize` with the shipped key set before it reads its first call, so
+keys are loaded once per process. Each call after that (:func:`ready`, then
+:func:`sign_batch` or :func:`sign_rendered`) is a whole batch or bulk chunk, so the cost of
+one inter-process round trip is shared by many signatures (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ _PR_SET_PDEATHSIG = 1
 
 
 def initialize(keyset: KeySet) -> None:
-    """Pool initializer: build this process's signers from the shipped key material."""
+    """Set this process up: die with the parent, and build the signers from the shipped key
+    material. The pool's ``_serve`` calls it once, before the worker's first call
+    (``bench/engine_batching.py`` also passes it to a ``ProcessPoolExecutor`` as the
+    initializer of its per-item baseline)."""
     global _signers
     die_with_parent()
     _signers = keyset.build_signers()
@@ -57,5 +63,6 @@ def sign_rendered(sdkappid: int, userids: list[str], expire: int, fmt: Format) -
 
 
 def ready() -> int:
-    """A no-op task used to wait until a worker has started and loaded its keys."""
+    """A no-op call, the first the pool sends a new worker: its answer means the worker has
+    started and loaded its keys."""
     return len(_signers)

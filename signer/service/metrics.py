@@ -82,9 +82,9 @@ class ServiceMetrics:
 class HttpStats:
     """Request counts and latency histograms by (route, method, status), in plain numbers.
 
-    The event loop is the only writer, so prometheus_client's per-value locks (about 2 µs
-    a request for a counter and a histogram) buy nothing; the figures are handed over at
-    scrape time instead, under the same names and buckets."""
+    The event loop is the only writer, so prometheus_client's per-value locks, which every
+    request paid for a counter and a histogram (docs/PERFORMANCE.md), buy nothing; the
+    figures are handed over at scrape time instead, under the same names and buckets."""
 
     def __init__(self) -> None:
         # per key: [count, sum of seconds, one count per bucket of LATENCY_BUCKETS + +Inf]

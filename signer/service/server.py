@@ -150,7 +150,7 @@ def _tune_gc() -> None:
     """Collect less often, and never walk the start-up heap again.
 
     Every request allocates futures and dicts; with CPython's default threshold (700) the
-    collector ran often enough, over a large heap, to put 50-70 ms stalls into the p99 of
+    collector ran often enough, over a large heap, to put its stalls into the p99 of
     POST /v1/usersig (see docs/PERFORMANCE.md). Freezing moves everything alive after
     start-up into a generation the collector skips."""
     gc.collect()

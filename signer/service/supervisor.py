@@ -1,10 +1,11 @@
 """Several HTTP processes on one port: ``[server] processes = N``.
 
-One event loop is the limit of one process: aiohttp's own work is ~40 µs a request. With
-``processes`` above 1 this parent binds one listening socket per child to the same port
-(``SO_REUSEPORT``: the kernel spreads connections over them), starts the children and then
-only supervises. A child that dies is started again; SIGHUP is passed on to every child
-(each reloads); SIGTERM or SIGINT is passed on, every child drains, and the parent exits 0.
+One event loop is the limit of one process, and aiohttp's own work is a large share of
+what each request costs it (see docs/PERFORMANCE.md). With ``processes`` above 1 this
+parent binds one listening socket per child to the same port (``SO_REUSEPORT``: the kernel
+spreads connections over them), starts the children and then only supervises. A child
+that dies is started again; SIGHUP is passed on to every child (each reloads); SIGTERM or
+SIGINT is passed on, every child drains, and the parent exits 0.
 
 Each child is a whole service (its own engine and workers) that writes a snapshot of its
 metrics to a shared directory, so that ``/metrics`` of any child reports the sum of all.

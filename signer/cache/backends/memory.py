@@ -1,14 +1,15 @@
 """The in-process cache: bounded, LRU, with per-entry expiry. Dev mode and single instances.
 
 Keys and entries are stored as plain tuples of strings and ints: CPython stops tracking
-such tuples in its cycle collector, so 100,000 cached tokens add nothing to the cost of a
-full garbage collection (which otherwise showed up as 50+ ms stalls in the p99).
+such tuples in its cycle collector, so however many tokens are cached, they add nothing to
+the cost of a full garbage collection (which otherwise showed up as stalls in the p99; see
+docs/PERFORMANCE.md).
 
 A logout or ban (``drop_user``) finds the user's entries through a per-user index, kept in
 step with every insertion, overwrite, LRU eviction, expiry and deletion: it costs the
-variants of one user, where a scan of 100,000 entries held the event loop for 10-50 ms. The
-index maps a userid to its one key (the usual case: no per-user container, which the cycle
-collector would track) or to a set of its keys.
+variants of one user, where a scan walked every cached entry and held the event loop
+meanwhile (docs/PERFORMANCE.md). The index maps a userid to its one key (the usual case: no
+per-user container, which the cycle collector would track) or to a set of its keys.
 """
 
 from __future__ import annotations
