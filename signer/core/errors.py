@@ -2,7 +2,8 @@
 
 Every failure the core can report is one of these classes, so the edges (CLI, HTTP) map
 them to exit codes and status codes in one place and never show a traceback. Verification
-failures carry Tencent's numeric code (``USERSIG-FORMAT.md``) next to a readable reason.
+failures carry Tencent's numeric code (docs/FORMAT.md has the table) next to a readable
+reason.
 """
 
 from __future__ import annotations
