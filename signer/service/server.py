@@ -20,6 +20,7 @@ from aiohttp import web
 
 from signer.cache.factory import describe, make_cache
 from signer.config import ConfigError, Runtime, Settings, build_runtime, load_settings
+from signer.config.loader import cli_command
 from signer.service.app import create_app
 from signer.service.logs import configure, get_logger
 from signer.service.protocol import ConnectionGuard, GuardedRunner
@@ -41,7 +42,8 @@ def announce(runtime: Runtime) -> None:
             apps=apps,
             auth="DISABLED: any caller may mint tokens",
             cache=describe(settings.cache),
-            hint="verify tokens with: signer verify --public-key <keys_dir>/public_key ...",
+            hint=f"verify tokens with: {cli_command()} verify --public-key "
+            f"{settings.config_dir}/public_key ...",
         )
     else:
         log.info(
