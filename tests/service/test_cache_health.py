@@ -19,9 +19,7 @@ UNREACHABLE = "cache unreachable: serving by signing locally until it returns"
 
 
 def config_for(deployment: Deployment, url: str) -> Path:
-    extra = (
-        f'\n[cache]\nurl = "{url}"\ntimeout = 0.05\nbreaker_failures = 2\nbreaker_reset = 0.3\n'
-    )
+    extra = f'\n[cache]\nurl = "{url}"\ntimeout = 0.05\nbreaker_failures = 2\nbreaker_reset = 0.3\n'
     return write_config(deployment.directory, extra)
 
 
