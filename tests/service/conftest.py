@@ -42,6 +42,16 @@ class Deployment:
         return {"Authorization": f"Bearer {key}"}
 
 
+async def expect_error(response: object, status: int, code: str) -> dict[str, object]:
+    """Assert ``response`` is the JSON error ``code`` with ``status`` (no traceback in it)
+    and return its ``error`` object."""
+    assert response.status == status, await response.text()  # type: ignore[attr-defined]
+    body = await response.json()  # type: ignore[attr-defined]
+    assert set(body) == {"error"} and body["error"]["code"] == code
+    assert "Traceback" not in str(body)
+    return dict(body["error"])
+
+
 def write_config(directory: Path, extra: str = "", v1_version: str = "2") -> Path:
     config = directory / "signer.toml"
     config.write_text(

@@ -1,6 +1,7 @@
-"""DELETE /v1/usersig/{sdkappid}/{userid} (logout, ban): its path is checked like a body,
-its revocation marker outlives no token it could retire by much, and a revocation the shared
-store could not take is answered 503, never reported as done."""
+"""DELETE /v1/usersig/{sdkappid}/{userid} (logout, ban) evicts every token of the user for a
+caller allowed the app: its path is checked like a body, its revocation marker outlives no
+token it could retire by much, and a revocation the shared store could not take is answered
+503, never reported as done."""
 
 from __future__ import annotations
 
@@ -16,7 +17,14 @@ from aiohttp.test_utils import TestClient
 
 from signer.service.handlers import STATE
 from tests.cache.redis_server import RedisServer
-from tests.service.conftest import V2_APP, ClientFactory, Deployment, write_config
+from tests.service.conftest import (
+    LIMITED_KEY,
+    V1_APP,
+    V2_APP,
+    ClientFactory,
+    Deployment,
+    write_config,
+)
 
 MAX_EXPIRE = 7200
 MARGIN_BOUND = 300  # seconds a marker may outlive max_expire (write delays, clock steps)
@@ -106,6 +114,49 @@ async def never_served(
         body = await issue(client, deployment)
         assert body["cached"] is False or body["usersig"] != old["usersig"], body
         await asyncio.sleep(0.05)
+
+
+class TestDelete:
+    """DELETE as a caller uses it: what it evicts, and who may."""
+
+    async def test_delete_evicts_every_variant_of_the_user(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        """DELETE evicts every cached token of the user (one per expire), and the next request
+        signs afresh."""
+        headers = deployment.headers()
+        for expire in (None, 7200):
+            body = {
+                "sdkappid": V2_APP,
+                "userid": "bye/now",
+                **({"expire": expire} if expire else {}),
+            }
+            await client.post("/v1/usersig", json=body, headers=headers)
+        r = await client.delete(f"/v1/usersig/{V2_APP}/bye%2Fnow", headers=headers)
+        assert r.status == 200 and await r.json() == {
+            "sdkappid": V2_APP,
+            "userid": "bye/now",
+            "evicted": 2,
+        }
+        again = await (
+            await client.post(
+                "/v1/usersig", json={"sdkappid": V2_APP, "userid": "bye/now"}, headers=headers
+            )
+        ).json()
+        assert again["cached"] is False
+
+    async def test_delete_needs_auth_and_permission(
+        self, client: TestClient, deployment: Deployment
+    ) -> None:
+        """DELETE is 401 without an API key, 403 for an app outside the caller's list, 422 for
+        an sdkappid not a number."""
+        assert (await client.delete(f"/v1/usersig/{V2_APP}/u")).status == 401
+        assert (
+            await client.delete(f"/v1/usersig/{V1_APP}/u", headers=deployment.headers(LIMITED_KEY))
+        ).status == 403
+        assert (
+            await client.delete("/v1/usersig/abc/u", headers=deployment.headers())
+        ).status == 422
 
 
 class TestPathValidation:
