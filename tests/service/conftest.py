@@ -6,8 +6,8 @@ the listening socket comes from aiohttp's test utilities.
 
 from __future__ import annotations
 
-import textwrap
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,55 +52,107 @@ async def expect_error(response: object, status: int, code: str) -> dict[str, ob
     return dict(body["error"])
 
 
-def write_config(directory: Path, extra: str = "", v1_version: str = "2") -> Path:
-    config = directory / "signer.toml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            [server]
-            max_body_bytes = 65536
+TomlTable = Mapping[str, object]
 
-            [engine]
-            workers = 1
 
-            [rate_limit]
-            rate = 1000
-            burst = 1000
+def toml_value(value: object) -> str:
+    """``value`` as a TOML value: the few types a signer config holds."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value), ensure_ascii=False)  # JSON escapes are TOML's
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    raise TypeError(f"no TOML rendering for {type(value).__name__}")
 
-            [[apps]]
-            sdkappid = {V1_APP}
-            algorithm = "v1"
-            private_key_file = "keys/app1/private_key"
-            version = "{v1_version}"
-            default_expire = 86400
 
-            [[apps.previous_keys]]
-            version = "1"
-            public_key_file = "keys/app1/old_public_key"
+def toml_table(name: str, values: TomlTable, *, array: bool = False) -> str:
+    """``[name]`` (``[[name]]`` if ``array``) with its keys, in order; a list of tables
+    under a key follows as ``[[name.key]]``, each after a blank line."""
+    lines = [f"[[{name}]]" if array else f"[{name}]"]
+    nested: list[tuple[str, list[TomlTable]]] = []
+    for key, value in values.items():
+        if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            nested.append((key, value))
+        else:
+            lines.append(f"{key} = {toml_value(value)}")
+    text = "\n".join(lines) + "\n"
+    for key, tables in nested:
+        for table in tables:
+            text += "\n" + toml_table(f"{name}.{key}", table, array=True)
+    return text
 
-            [[apps]]
-            sdkappid = {V2_APP}
-            algorithm = "v2"
-            secret_file = "keys/app2/secret"
 
-            [[apps]]
-            sdkappid = {OTHER_APP}
-            algorithm = "v2"
-            secret = "another-secret"
+def write_config(
+    directory: Path,
+    extra: str = "",
+    v1_version: str = "2",
+    *,
+    name: str = "signer.toml",
+    server: TomlTable | None = None,
+    engine: TomlTable | None = None,
+    rate_limit: TomlTable | None = None,
+    cache: TomlTable | None = None,
+    apps: Mapping[int, TomlTable] | None = None,
+    extra_apps: Sequence[TomlTable] = (),
+    extra_callers: Sequence[TomlTable] = (),
+) -> Path:
+    """Write the deployment's config as ``directory / name`` and return its path.
 
-            [[callers]]
-            name = "app-servers"
-            api_key_file = "keys/callers/app-servers"
-            sdkappids = [{V1_APP}, {V2_APP}, {OTHER_APP}]
-
-            [[callers]]
-            name = "limited"
-            api_key_file = "keys/callers/limited"
-            sdkappids = [{V2_APP}]
-            """
-        )
-        + extra
-    )
+    The deployment's settings (a v1 app with a previous key, two v2 apps, two callers)
+    with each table given merged over them key by key, as in
+    ``write_config(d, server={"body_timeout": 0.3}, rate_limit={"rate": 1, "burst": 3})``:
+    ``cache`` writes a ``[cache]`` table (none by default), ``apps`` maps an sdkappid to
+    settings of that app (``{V2_APP: {"max_expire": 7200}}``), ``extra_apps`` and
+    ``extra_callers`` are added after the deployment's, ``v1_version`` is the v1 app's key
+    version and ``extra`` raw TOML appended to the file."""
+    app_settings = dict(apps or {})
+    app_list: list[TomlTable] = [
+        {
+            "sdkappid": V1_APP,
+            "algorithm": "v1",
+            "private_key_file": "keys/app1/private_key",
+            "version": v1_version,
+            "default_expire": 86400,
+            **app_settings.pop(V1_APP, {}),
+            "previous_keys": [{"version": "1", "public_key_file": "keys/app1/old_public_key"}],
+        },
+        {
+            "sdkappid": V2_APP,
+            "algorithm": "v2",
+            "secret_file": "keys/app2/secret",
+            **app_settings.pop(V2_APP, {}),
+        },
+        {
+            "sdkappid": OTHER_APP,
+            "algorithm": "v2",
+            "secret": "another-secret",
+            **app_settings.pop(OTHER_APP, {}),
+        },
+        *extra_apps,
+    ]
+    assert not app_settings, f"no such app in the deployment: {sorted(app_settings)}"
+    callers: list[TomlTable] = [
+        {
+            "name": "app-servers",
+            "api_key_file": "keys/callers/app-servers",
+            "sdkappids": [V1_APP, V2_APP, OTHER_APP],
+        },
+        {"name": "limited", "api_key_file": "keys/callers/limited", "sdkappids": [V2_APP]},
+        *extra_callers,
+    ]
+    tables = [
+        toml_table("server", {"max_body_bytes": 65536, **(server or {})}),
+        toml_table("engine", {"workers": 1, **(engine or {})}),
+        toml_table("rate_limit", {"rate": 1000, "burst": 1000, **(rate_limit or {})}),
+        *(toml_table("apps", app, array=True) for app in app_list),
+        *(toml_table("callers", caller, array=True) for caller in callers),
+        *([toml_table("cache", cache)] if cache is not None else []),
+    ]
+    config = directory / name
+    config.write_text("\n" + "\n".join(tables) + extra)
     return config
 
 

@@ -78,8 +78,8 @@ class TestPermission:
 
         Catches: an unknown app answered as anything but 404 ``unknown_sdkappid`` (the
         caller here may use every sdkappid, so no 403 can stand in for it)."""
-        extra = f'\n[[callers]]\nname = "everything"\napi_key = "{WILDCARD_KEY}"\n'
-        client = await make_client(write_config(deployment.directory, extra))
+        everything = {"name": "everything", "api_key": WILDCARD_KEY}
+        client = await make_client(write_config(deployment.directory, extra_callers=[everything]))
         r = await client.post(
             "/v1/usersig",
             json={"sdkappid": 1400009999, "userid": "u"},
@@ -97,13 +97,10 @@ class TestRateLimit:
     ) -> None:
         """A caller past its burst is 429 with Retry-After, and another caller's bucket is
         untouched."""
-        config = (
-            write_config(deployment.directory)
-            .read_text()
-            .replace("rate = 1000\nburst = 1000", "rate = 1\nburst = 3")
+        tight = write_config(
+            deployment.directory, name="tight.toml", rate_limit={"rate": 1, "burst": 3}
         )
-        (deployment.directory / "tight.toml").write_text(config)
-        client = await make_client(deployment.directory / "tight.toml")
+        client = await make_client(tight)
         statuses = []
         for _ in range(5):
             r = await client.post(
@@ -126,11 +123,10 @@ class TestRateLimit:
     ) -> None:
         """A batch costs the rate limit one token per userid: a second batch of 60 past a burst
         of 100 is 429."""
-        config = deployment.config.read_text().replace(
-            "rate = 1000\nburst = 1000", "rate = 1\nburst = 100"
+        tight = write_config(
+            deployment.directory, name="tight.toml", rate_limit={"rate": 1, "burst": 100}
         )
-        (deployment.directory / "tight.toml").write_text(config)
-        client = await make_client(deployment.directory / "tight.toml")
+        client = await make_client(tight)
         body = {"sdkappid": V2_APP, "userids": [f"u{i}" for i in range(60)]}
         assert (
             await client.post("/v1/usersig/batch", json=body, headers=deployment.headers())
@@ -145,13 +141,13 @@ class TestOverload:
         self, make_client: ClientFactory, deployment: Deployment
     ) -> None:
         """Past engine.max_queued waiting tokens, requests are refused at once with 503."""
-        config = (
-            deployment.config.read_text()
-            .replace("[engine]\nworkers = 1", "[engine]\nworkers = 1\nmax_queued = 30")
-            .replace("[server]", "[server]\nmax_batch_userids = 30")
+        small = write_config(
+            deployment.directory,
+            name="small.toml",
+            server={"max_batch_userids": 30},
+            engine={"max_queued": 30},
         )
-        (deployment.directory / "small.toml").write_text(config)
-        client = await make_client(deployment.directory / "small.toml")
+        client = await make_client(small)
 
         async def batch(n: int) -> object:
             body = {"sdkappid": V1_APP, "userids": [f"b{n}_{i}" for i in range(30)]}

@@ -19,8 +19,8 @@ UNREACHABLE = "cache unreachable: serving by signing locally until it returns"
 
 
 def config_for(deployment: Deployment, url: str) -> Path:
-    extra = f'\n[cache]\nurl = "{url}"\ntimeout = 0.05\nbreaker_failures = 2\nbreaker_reset = 0.3\n'
-    return write_config(deployment.directory, extra)
+    cache = {"url": url, "timeout": 0.05, "breaker_failures": 2, "breaker_reset": 0.3}
+    return write_config(deployment.directory, cache=cache)
 
 
 def events(server: Server) -> list[str]:

@@ -23,7 +23,14 @@ from signer.service.keys import STATE
 from signer.service.openapi import build_spec, openapi_path
 from signer.service.protocol import raw_error
 from signer.service.routes import ROUTES
-from tests.service.conftest import LIMITED_KEY, V1_APP, V2_APP, ClientFactory, Deployment
+from tests.service.conftest import (
+    LIMITED_KEY,
+    V1_APP,
+    V2_APP,
+    ClientFactory,
+    Deployment,
+    write_config,
+)
 
 SERVICE = Path(errors.__file__).parent
 HEADERS = ("WWW-Authenticate", "Retry-After", "Allow")
@@ -208,10 +215,10 @@ class TestErrorsAnswered:
             r = await client.get("/v1/usersig", params=query, headers=deployment.headers())
         await self._check(r, errors.RateLimited, "GET", "/v1/usersig")
 
-        wildcard = deployment.directory / "wildcard.toml"
-        wildcard.write_text(
-            deployment.config.read_text()
-            + f'\n[[callers]]\nname = "everything"\napi_key = "{WILDCARD_KEY}"\n'
+        wildcard = write_config(
+            deployment.directory,
+            name="wildcard.toml",
+            extra_callers=[{"name": "everything", "api_key": WILDCARD_KEY}],
         )
         everything = await make_client(wildcard)
         r = await everything.delete("/v1/usersig/12345/u", headers=deployment.headers(WILDCARD_KEY))

@@ -37,18 +37,19 @@ def shared_cache_config(
     deployment: Deployment, server: RedisServer, breaker_reset: float = 0.3
 ) -> Path:
     """The deployment with the shared cache, and a v2 app whose tokens live 2 h at most."""
-    text = write_config(deployment.directory).read_text()
-    app2 = 'secret_file = "keys/app2/secret"\n'
-    assert app2 in text
-    text = text.replace(app2, f"{app2}default_expire = 3600\nmax_expire = {MAX_EXPIRE}\n")
-    text += (
-        f'\n[cache]\nurl = "{server.url}"\n'
-        f"timeout = 0.05\nbreaker_failures = 2\nbreaker_reset = {breaker_reset}\n"
-        "min_remaining = 60\nrefresh_ahead = 120\n"
+    return write_config(
+        deployment.directory,
+        name=f"redis-{breaker_reset}.toml",
+        apps={V2_APP: {"default_expire": 3600, "max_expire": MAX_EXPIRE}},
+        cache={
+            "url": server.url,
+            "timeout": 0.05,
+            "breaker_failures": 2,
+            "breaker_reset": breaker_reset,
+            "min_remaining": 60,
+            "refresh_ahead": 120,
+        },
     )
-    path = deployment.directory / f"redis-{breaker_reset}.toml"
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture

@@ -17,14 +17,9 @@ from tests.service.conftest import V1_APP, V2_APP, Deployment, write_config
 from tests.service.test_process import Server, serve
 
 
-def two_processes(deployment: Deployment) -> Path:
-    config = deployment.config
-    config.write_text(
-        config.read_text().replace(
-            "max_body_bytes = 65536", "max_body_bytes = 65536\nprocesses = 2"
-        )
-    )
-    return config
+def two_processes(deployment: Deployment, v1_version: str = "2") -> Path:
+    """The deployment's config, served by two HTTP processes."""
+    return write_config(deployment.directory, v1_version=v1_version, server={"processes": 2})
 
 
 def http_processes(server: Server) -> list[int]:
@@ -101,8 +96,7 @@ class TestSeveralProcesses:
         with serve(tmp_path, "--config", str(config)) as server:
             family = descendants(server.process.pid)
             assert len(family) >= 4  # two HTTP processes, each with a signing worker
-            write_config(deployment.directory, v1_version="3")
-            two_processes(deployment)
+            two_processes(deployment, v1_version="3")
             server.process.send_signal(signal.SIGHUP)
 
             def all_rotated() -> bool:
@@ -129,8 +123,7 @@ class TestSeveralProcesses:
         config = two_processes(deployment)
         with serve(tmp_path, "--config", str(config), wait_ready=False) as server:
             wait_for(lambda: "supervising HTTP processes" in server.log(), "the supervisor")
-            write_config(deployment.directory, v1_version="3")
-            two_processes(deployment)
+            two_processes(deployment, v1_version="3")
             for _ in range(10):  # over the children's first half second
                 server.process.send_signal(signal.SIGHUP)
                 time.sleep(0.05)

@@ -16,7 +16,14 @@ import httpx
 import orjson
 import pytest
 
-from tests.service.conftest import API_KEY, V1_APP, V2_APP, Deployment, make_deployment
+from tests.service.conftest import (
+    API_KEY,
+    V1_APP,
+    V2_APP,
+    Deployment,
+    make_deployment,
+    write_config,
+)
 from tests.service.test_process import Server, serve
 
 HEADER_TIMEOUT = 1.0
@@ -29,12 +36,13 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
     """One service for the module, with short header timeouts and a low connection cap."""
     directory = tmp_path_factory.mktemp("guarded")
     deployment = make_deployment(directory)
-    settings = (
-        f"[server]\nheader_timeout = {HEADER_TIMEOUT}\nmax_connections = {MAX_CONNECTIONS}\n"
-        f'backlog = {BACKLOG}\nlog_level = "debug"\n'
-    )
-    config = deployment.config.read_text().replace("[server]\n", settings)
-    deployment.config.write_text(config)
+    settings = {
+        "header_timeout": HEADER_TIMEOUT,
+        "max_connections": MAX_CONNECTIONS,
+        "backlog": BACKLOG,
+        "log_level": "debug",
+    }
+    write_config(directory, server=settings)
     with serve(directory, "--config", str(deployment.config)) as server:
         yield server, deployment
 
@@ -321,10 +329,7 @@ def test_every_http_process_listens_with_the_configured_backlog(
 ) -> None:
     """Under the supervisor each child's socket keeps the backlog the parent asked for
     (aiohttp listens on it again, with 128 unless told)."""
-    config = deployment.config.read_text().replace(
-        "[server]\n", f"[server]\nprocesses = 2\nbacklog = {BACKLOG}\n"
-    )
-    deployment.config.write_text(config)
+    write_config(deployment.directory, server={"processes": 2, "backlog": BACKLOG})
     with serve(tmp_path, "--config", str(deployment.config)) as server:
         assert listen_backlogs(server.port) == [BACKLOG, BACKLOG]
 

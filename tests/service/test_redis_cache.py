@@ -17,13 +17,8 @@ from tests.service.conftest import V1_APP, V2_APP, ClientFactory, Deployment, wr
 
 @pytest.fixture
 def redis_config(deployment: Deployment, redis_server: RedisServer) -> Path:
-    extra = (
-        f'\n[cache]\nurl = "{redis_server.url}"\n'
-        "timeout = 0.05\nbreaker_failures = 2\nbreaker_reset = 0.3\n"
-    )
-    path = deployment.directory / "redis.toml"
-    path.write_text(write_config(deployment.directory, extra).read_text())
-    return path
+    cache = {"url": redis_server.url, "timeout": 0.05, "breaker_failures": 2, "breaker_reset": 0.3}
+    return write_config(deployment.directory, name="redis.toml", cache=cache)
 
 
 async def test_instances_share_tokens_through_redis(

@@ -9,6 +9,7 @@ from tests.service.conftest import (
     V2_APP,
     ClientFactory,
     Deployment,
+    write_config,
 )
 
 
@@ -19,11 +20,8 @@ class TestReload:
         """A SIGHUP with unchanged limits must not hand every caller a fresh burst."""
         from signer.config import load_settings
 
-        tight = deployment.directory / "tight.toml"
-        tight.write_text(
-            deployment.config.read_text().replace(
-                "rate = 1000\nburst = 1000", "rate = 0.001\nburst = 3"
-            )
+        tight = write_config(
+            deployment.directory, name="tight.toml", rate_limit={"rate": 0.001, "burst": 3}
         )
         client = await make_client(tight)
         body = {"sdkappid": V2_APP, "userid": "rl"}

@@ -17,6 +17,7 @@ from tests.service.conftest import (
     ClientFactory,
     Deployment,
     expect_error,
+    write_config,
 )
 
 
@@ -145,12 +146,7 @@ class TestSlowBodies:
     ) -> None:
         """A client that stops sending half-way through its body is answered 408 (JSON)
         after server.body_timeout instead of holding the request open for ever."""
-        slow = deployment.directory / "slow.toml"
-        slow.write_text(
-            deployment.config.read_text().replace(
-                "max_body_bytes = 65536", "max_body_bytes = 65536\nbody_timeout = 0.3"
-            )
-        )
+        slow = write_config(deployment.directory, name="slow.toml", server={"body_timeout": 0.3})
         client = await make_client(slow)
         assert client.port is not None
         reader, writer = await asyncio.open_connection(client.host, client.port)

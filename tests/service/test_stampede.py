@@ -27,7 +27,7 @@ def signed_total(metrics: str) -> float:
 # even on a slow, loaded host (the defaults, 2 s and 0.5 s, are tuned for production, where
 # an instance that waits too long should sign itself). A waiter returns as soon as the
 # token is in Redis, so the margin costs nothing when all is well.
-LEASE = "lease = 30\nlease_wait = 30\n"
+LEASE = {"lease": 30, "lease_wait": 30}
 
 
 def test_ten_thousand_requests_three_instances_one_signature(
@@ -40,10 +40,11 @@ def test_ten_thousand_requests_three_instances_one_signature(
     lost within a process: each would show more than one signature."""
     redis = RedisServer(tmp_path / "redis").start()
     try:
-        extra = f'\n[cache]\nurl = "{redis.url}"\n{LEASE}'
-        config = write_config(deployment.directory, extra).read_text()
-        config = config.replace("rate = 1000\nburst = 1000", "rate = 100000\nburst = 100000")
-        deployment.config.write_text(config)
+        write_config(
+            deployment.directory,
+            cache={"url": redis.url, **LEASE},
+            rate_limit={"rate": 100000, "burst": 100000},
+        )
         with ExitStack() as stack:
             servers = [
                 stack.enter_context(serve(tmp_path, "--config", str(deployment.config)))

@@ -9,7 +9,14 @@ import TLSSigAPIv2
 from aiohttp.test_utils import TestClient
 
 from tests.core.hostile import signed_v1
-from tests.service.conftest import SECRET, V1_APP, V2_APP, ClientFactory, Deployment
+from tests.service.conftest import (
+    SECRET,
+    V1_APP,
+    V2_APP,
+    ClientFactory,
+    Deployment,
+    write_config,
+)
 
 # Userids Tencent's own library signs without complaint, and the words the refusal must
 # use to name the rule they break.
@@ -63,13 +70,10 @@ class TestVerifyUseridPolicy:
         self, make_client: ClientFactory, deployment: Deployment
     ) -> None:
         """An app configured with max_userid_bytes = 40 verifies a 33-byte userid's token."""
-        config = deployment.config.read_text().replace(
-            'secret_file = "keys/app2/secret"',
-            'secret_file = "keys/app2/secret"\nmax_userid_bytes = 40',
+        roomy = write_config(
+            deployment.directory, name="roomy.toml", apps={V2_APP: {"max_userid_bytes": 40}}
         )
-        assert "max_userid_bytes = 40" in config
-        roomy = deployment.directory / "roomy.toml"
-        roomy.write_text(config)
+        assert "max_userid_bytes = 40" in roomy.read_text()
         client = await make_client(roomy)
         token = TLSSigAPIv2.TLSSigAPIv2(V2_APP, SECRET).gen_sig("x" * 33, 86400)
         report = await _verify(client, deployment, V2_APP, "x" * 33, token)
