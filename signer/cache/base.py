@@ -90,7 +90,13 @@ class CacheBackend(Protocol):
         it), and read the entry in the same round trip: a token stored since our miss makes
         signing unnecessary. A store that cannot answer grants the lease."""
 
-    async def release_lease(self, key: CacheKey) -> None: ...
+    async def release_lease(
+        self, key: CacheKey, store: tuple[CachedToken, int] | None = None
+    ) -> None:
+        """Let go of a lease won by :meth:`acquire_lease`; with ``store`` (a token and its
+        TTL in seconds), store that token first, as one step: the instances waiting on the
+        lease read exactly that write. Like :meth:`set_many` without ``wait``, the write
+        may still be under way when this returns."""
 
     async def delete(self, keys: Sequence[CacheKey]) -> int: ...
 

@@ -173,15 +173,22 @@ class TokenIssuer:
 
         won, entry = await self.cache.acquire_lease(key, app.lease_seconds)
         if won:
+            token: IssuedToken | None = None
             try:
                 # Double-check: the previous holder may have stored the token and let go
                 # between our miss and our lease (the entry came back with the lease).
                 if result(entry):
                     assert entry is not None
                     return Issued.from_cache(entry)
-                return await self._sign(app, key, userbuf)
+                token = await self.engine.sign(
+                    SignRequest(app.sdkappid, key.userid, key.expire, userbuf)
+                )
+                return Issued.from_token(token)
             finally:
-                await self.cache.release_lease(key)
+                # Stored and let go in one step, not awaited: the answer is in our hands,
+                # and the instances waiting on the lease read exactly that write.
+                stored = None if token is None else self._entry(key, token, app)
+                await self.cache.release_lease(key, None if stored is None else stored[1:])
         if result(entry):
             assert entry is not None
             return Issued.from_cache(entry)
@@ -197,8 +204,7 @@ class TokenIssuer:
 
     async def _sign(self, app: AppPolicy, key: CacheKey, userbuf: bytes | None) -> Issued:
         token = await self.engine.sign(SignRequest(app.sdkappid, key.userid, key.expire, userbuf))
-        # Awaited: other instances wait on the lease for exactly this write.
-        await self._store([(key, token)], app, wait=True)
+        await self._store([(key, token)], app)
         return Issued.from_token(token)
 
     async def issue_many(
@@ -234,15 +240,15 @@ class TokenIssuer:
             await self._store(fresh, app)
         return [r for r in results if r is not None]
 
-    async def _store(
-        self, tokens: Sequence[tuple[CacheKey, IssuedToken]], app: AppPolicy, wait: bool = False
-    ) -> None:
-        # The entry leaves the store when its token has min_remaining seconds left.
-        horizon = app.min_remaining + self._clock()
-        items = []
-        for key, token in tokens:
-            ttl = int(token.issued_at + token.expire - horizon)
-            if ttl > 0:
-                items.append((key, CachedToken.of(token), ttl))
+    def _entry(
+        self, key: CacheKey, token: IssuedToken, app: AppPolicy
+    ) -> tuple[CacheKey, CachedToken, int] | None:
+        """What to store for ``token``: its entry and TTL, or None if it would be stale at
+        once. The entry leaves the store when its token has min_remaining seconds left."""
+        ttl = int(token.issued_at + token.expire - app.min_remaining - self._clock())
+        return (key, CachedToken.of(token), ttl) if ttl > 0 else None
+
+    async def _store(self, tokens: Sequence[tuple[CacheKey, IssuedToken]], app: AppPolicy) -> None:
+        items = [item for key, token in tokens if (item := self._entry(key, token, app))]
         if items:
-            await self.cache.set_many(items, wait=wait)
+            await self.cache.set_many(items)

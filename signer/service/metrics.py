@@ -236,6 +236,33 @@ class _EngineAndCacheCollector(Collector):
                 "failed, or over the write queue's cap.",
                 shared.dropped_writes,
             )
+            yield from _round_trips(shared)
+
+
+# Every kind of call, so that a series exists (at 0) before its first call: rate() and
+# alerts then work from the start.
+ROUND_TRIP_KINDS = ("read", "lease", "write", "delete", "revoke", "publish", "ping")
+
+
+def _round_trips(shared: RedisCache) -> Iterator[CounterMetricFamily]:
+    round_trips = CounterMetricFamily(
+        "signer_cache_round_trips",
+        "Calls sent to the shared cache by kind (read: an MGET of this loop iteration's "
+        "lookups; lease: their signing leases; write: tokens stored and leases let go). "
+        "Divided by signer_tokens_signed_total, the shared cache's cost per token.",
+        labels=["kind"],
+    )
+    commands = CounterMetricFamily(
+        "signer_cache_commands",
+        "Commands those calls carried, by kind (one MGET of n lookups counts n).",
+        labels=["kind"],
+    )
+    guard = shared.guard
+    for kind in (*ROUND_TRIP_KINDS, *sorted(guard.round_trips.keys() - set(ROUND_TRIP_KINDS))):
+        round_trips.add_metric([kind], guard.round_trips[kind])
+        commands.add_metric([kind], guard.commands[kind])
+    yield round_trips
+    yield commands
 
 
 def shared_store(cache: CacheBackend) -> RedisCache | None:

@@ -12,8 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from signer.cache.factory import make_cache
 from signer.config import build_runtime, load_settings
 from signer.service.app import create_app
+from signer.service.keys import STATE
 from signer.service.state import ServiceState
-from tests.cache.redis_server import RedisServer
+from tests.support import RedisServer
 from tests.service.conftest import V2_APP, Deployment
 
 COUNTERS = ("signer_cache_errors_total", "signer_cache_dropped_writes_total")
@@ -83,3 +84,35 @@ class TestCacheErrorMetrics:
         client = await _service(aiohttp_client, deployment, url="")
         await _mint(client, deployment, "local")
         assert await _counters(client) == {}
+
+
+class TestRoundTripMetrics:
+    async def test_each_kind_of_call_is_counted_with_its_commands(
+        self, aiohttp_client: AppClient, deployment: Deployment, redis_server: RedisServer
+    ) -> None:
+        """A cold mint through Redis (no L1) shows one read, one lease and one write round
+        trip; the token served again from Redis one more read; every kind is exposed from
+        the start, at 0.
+
+        Catches: round trips not counted, counted under the wrong kind, or series that
+        appear only after their first call (an alert on their rate would see nothing)."""
+        client = await _service(aiohttp_client, deployment, url=redis_server.url, l1_entries=0)
+        await _mint(client, deployment, "counted")
+        state = client.app[STATE]
+        await state.cache.flush()  # the write lets go of the lease after the answer
+        await _mint(client, deployment, "counted")  # a hit, from Redis
+        text = await (await client.get("/metrics")).text()
+        trips, commands = {}, {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "signer_cache_round_trips_total":
+                    trips[sample.labels["kind"]] = sample.value
+                if sample.name == "signer_cache_commands_total":
+                    commands[sample.labels["kind"]] = sample.value
+        assert {k: trips[k] for k in ("read", "lease", "write", "delete")} == {
+            "read": 2.0,
+            "lease": 1.0,
+            "write": 1.0,
+            "delete": 0.0,
+        }
+        assert (commands["read"], commands["lease"], commands["write"]) == (2.0, 3.0, 1.0)

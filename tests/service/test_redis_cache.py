@@ -11,7 +11,7 @@ import pytest
 from signer.cache import codec
 from signer.cache.base import CachedToken
 from signer.core import verify
-from tests.cache.redis_server import RedisServer
+from tests.support import RedisServer
 from tests.service.conftest import V1_APP, V2_APP, ClientFactory, Deployment, write_config
 
 
@@ -28,8 +28,8 @@ async def test_instances_share_tokens_through_redis(
     first, second = await make_client(redis_config), await make_client(redis_config)
     body = {"sdkappid": V1_APP, "userid": "shared"}
     minted = await (await first.post("/v1/usersig", json=body, headers=deployment.headers())).json()
-    # No wait: a token signed for one request is in Redis before it is answered (instances
-    # waiting on the lease read exactly that write).
+    # No wait: if the token is not in Redis yet, the second instance finds the first's lease
+    # (let go only once the token is stored) and waits for exactly that write.
     served = await (
         await second.post("/v1/usersig", json=body, headers=deployment.headers())
     ).json()
@@ -52,7 +52,7 @@ async def test_an_entry_for_another_user_is_never_served(
             "/v1/usersig", json={"sdkappid": V2_APP, "userid": "mallory"}, headers=headers
         )
     ).json()
-    mallory_key = next(k for k in redis_server.cli("KEYS", "*").splitlines() if ":mallory}" in k)
+    mallory_key = await stored_token(redis_server, "mallory")
     forged = CachedToken(
         mallory["usersig"], "mallory", V2_APP, mallory["issued_at"], mallory["expires_at"], "1"
     )
@@ -153,6 +153,19 @@ async def test_eviction_reaches_another_instances_l1(
             break
         await asyncio.sleep(0.02)
     assert after["cached"] is False  # (v2 tokens of the same second are byte-identical)
+
+
+async def stored_token(server: RedisServer, userid: str, seconds: float = 10) -> str:
+    """The name of ``userid``'s token once it is in Redis: a signed token is stored after
+    its answer, with the lease let go (a lease's name starts ``signer:lease:``)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        names = server.cli("KEYS", "*").splitlines()
+        found = [n for n in names if f":{userid}}}" in n and not n.startswith("signer:lease:")]
+        if found and not any(n.startswith("signer:lease:") for n in names):
+            return found[0]
+        assert asyncio.get_running_loop().time() < deadline, f"not stored: {names}"
+        await asyncio.sleep(0.01)
 
 
 async def subscribers(server: RedisServer, count: int, seconds: float = 10) -> None:

@@ -1,11 +1,15 @@
 """Coalescing the Redis backend's traffic: the reads of one event-loop iteration in one MGET,
-its writes in one pipeline of ``SET ... PX``.
+its signing leases in one pipeline, its writes (tokens, and tokens stored with their lease
+let go) in another.
 
 A warm service answers most requests from Redis, so the cost of a cache hit is the cost of
 the service. Coalesced, a hit does not pay a round trip of its own, and MGET's one reply
 array parses far faster than a pipeline of separate replies. Every read also asks for its
 user's revocation marker in the same MGET (see :mod:`~signer.cache.backends.layout`), so a
-revoked token costs nothing extra to refuse.
+revoked token costs nothing extra to refuse. A login storm is mostly misses: each takes a
+lease, then stores its token and lets go of the lease, and those too travel together with
+the other requests' of the same iteration, so a cold mint costs a fraction of a round trip
+of each kind, not three of its own.
 
 Writes are not awaited by the request that made them (the token is already in its hands);
 the batcher drops them, counted in :attr:`WriteBatcher.dropped`, rather than let a backlog
@@ -37,6 +41,18 @@ Fetch = Callable[[list[bytes]], Awaitable[list[Any]]]
 
 Write = tuple[bytes, bytes, int]
 """A name, its codec bytes and its TTL in milliseconds."""
+
+Settle = tuple[bytes, bytes | None, bytes, int]
+"""A lease to let go of, and the token to store before (name, codec bytes, TTL in ms), or
+``None`` and two ignored fields to only let go."""
+
+# Store the token (if any), then delete the lease only if it is still ours: it may have
+# expired and been taken by another instance, whose lease this must not end. The token and
+# its lease share a hash tag, so in a cluster both live in one slot, as a script needs.
+SETTLE = (
+    "if ARGV[2] ~= '' then redis.call('set', KEYS[2], ARGV[2], 'PX', ARGV[3]) end "
+    "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end return 1"
+)
 
 
 class _Read:
@@ -104,7 +120,9 @@ class ReadBatcher:
         fetch = self._fetch if len(names) <= MAX_NAMES_PER_MGET else self._fetch_parts
         # Each read asked the breaker when it was queued: the MGET carrying a half-open
         # trial must not be refused as a second trial.
-        values = await self._guard.call(fetch, names, ask_breaker=False)
+        values = await self._guard.call(
+            fetch, names, ask_breaker=False, kind="read", commands=len(names) // 2
+        )
         if values is None:  # timeout, connection refused, OOM, anything: it is a miss
             values = [None] * len(names)
         offset = 0
@@ -130,14 +148,112 @@ class ReadBatcher:
         return [value for part in parts for value in part]
 
 
-class WriteBatcher:
-    """Writes of one loop iteration, sent as pipelines of at most MAX_KEYS_PER_CALL SETs."""
+class _Lease:
+    __slots__ = ("future", "key", "names", "ttl_ms")
 
-    def __init__(self, client: Redis | RedisCluster, guard: Guard, spawn: Spawn) -> None:
+    def __init__(
+        self,
+        key: CacheKey,
+        names: tuple[bytes, bytes, bytes],
+        ttl_ms: int,
+        future: asyncio.Future[tuple[bool, CachedToken | None]],
+    ) -> None:
+        self.key = key
+        self.names = names  # the lease, the token, the user's revocation marker
+        self.ttl_ms = ttl_ms
+        self.future = future
+
+
+class LeaseBatcher:
+    """The lease requests of one loop iteration in one pipeline: per key ``SET lease owner
+    NX PX``, and a read of its token and its user's marker (a token stored since the miss
+    makes signing unnecessary)."""
+
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        owner: bytes,
+        layout: KeyLayout,
+        guard: Guard,
+        budget: float,
+        spawn: Spawn,
+    ) -> None:
+        self._client = client
+        self._owner = owner
+        self._layout = layout
+        self._guard = guard
+        self._budget = budget
+        self._spawn = spawn
+        self._pending: list[_Lease] = []
+        self._scheduled = False
+
+    def submit(
+        self, key: CacheKey, seconds: float
+    ) -> asyncio.Future[tuple[bool, CachedToken | None]]:
+        """Queue a lease request admitted by the breaker. The future is (won, entry); a
+        store that cannot answer grants the lease (and reads nothing)."""
+        layout = self._layout
+        names = (
+            layout.lease(key),
+            layout.token(key),
+            layout.revocation(key.sdkappid, key.userid),
+        )
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[bool, CachedToken | None]] = loop.create_future()
+        self._pending.append(_Lease(key, names, max(1, int(seconds * 1000)), future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, []
+        for start in range(0, len(pending), MAX_KEYS_PER_CALL):
+            self._spawn(self._lease(pending[start : start + MAX_KEYS_PER_CALL]))
+
+    async def _lease(self, group: list[_Lease]) -> None:
+        replies = await self._guard.call(
+            self._lease_all,
+            group,
+            budget=self._budget,
+            ask_breaker=False,  # asked when queued, as reads are
+            kind="lease",
+            commands=3 * len(group),
+        )
+        for index, lease in enumerate(group):
+            if lease.future.done():
+                continue
+            if replies is None:
+                lease.future.set_result((True, None))
+                continue
+            won, value, revoked = replies[3 * index : 3 * index + 3]
+            lease.future.set_result((bool(won), read_entry(value, revoked, lease.key)))
+
+    async def _lease_all(self, group: list[_Lease]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for lease in group:
+            name, token, revocation = lease.names
+            pipe.set(name, self._owner, nx=True, px=lease.ttl_ms)
+            pipe.get(token)
+            pipe.get(revocation)
+        return await pipe.execute()
+
+
+class WriteBatcher:
+    """Writes of one loop iteration, sent as pipelines of at most MAX_KEYS_PER_CALL
+    commands: plain token writes, and settlements (a token stored, then its lease let go,
+    in one script per key)."""
+
+    def __init__(
+        self, client: Redis | RedisCluster, guard: Guard, spawn: Spawn, owner: bytes = b""
+    ) -> None:
         self._client = client
         self._guard = guard
         self._spawn = spawn
+        self._owner = owner
         self._pending: list[Write] = []
+        self._settling: list[Settle] = []
         self._scheduled = False
         self.dropped = 0
         """Writes never made: refused by the breaker, failed, or over MAX_PENDING_WRITES."""
@@ -149,6 +265,18 @@ class WriteBatcher:
             self.dropped += len(writes)
             return
         self._pending.extend(writes)
+        self._schedule()
+
+    def settle(self, item: Settle) -> None:
+        """Queue a settlement: its token (if any) stored, then its lease let go. Dropped
+        like a write when the queue is full (the lease then expires by itself)."""
+        if len(self._pending) + len(self._settling) >= MAX_PENDING_WRITES:
+            self.dropped += item[1] is not None
+            return
+        self._settling.append(item)
+        self._schedule()
+
+    def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -161,17 +289,40 @@ class WriteBatcher:
     def _flush(self) -> None:
         self._scheduled = False
         pending, self._pending = self._pending, []
+        settling, self._settling = self._settling, []
         budget = max(self._guard.timeout, WRITE_TIMEOUT)
-        for start in range(0, len(pending), MAX_KEYS_PER_CALL):
-            self._spawn(self.write(pending[start : start + MAX_KEYS_PER_CALL], budget))
+        while pending or settling:  # settlements first: other instances wait on them
+            room = MAX_KEYS_PER_CALL
+            settles, settling = settling[:room], settling[room:]
+            room -= len(settles)
+            writes, pending = pending[:room], pending[room:]
+            self._spawn(self.write(writes, budget, settles))
 
-    async def write(self, batch: list[Write], budget: float) -> None:
-        """One pipeline of ``SET name value PX ttl`` for ``batch``, now."""
-        if await self._guard.call(self._set_all, batch, budget=budget) is None:
-            self.dropped += len(batch)
+    async def write(
+        self, batch: Sequence[Write], budget: float, settles: Sequence[Settle] = ()
+    ) -> None:
+        """One pipeline of ``SET name value PX ttl`` for ``batch`` and a settlement script
+        for each of ``settles``, now."""
+        stored = len(batch) + sum(item[1] is not None for item in settles)
+        replies = await self._guard.call(
+            self._send,
+            batch,
+            settles,
+            budget=budget,
+            kind="write",
+            commands=len(batch) + len(settles),
+        )
+        if replies is None:
+            self.dropped += stored
 
-    async def _set_all(self, batch: list[Write]) -> list[Any]:
+    async def _send(self, batch: Sequence[Write], settles: Sequence[Settle]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
+        owner = self._owner
+        for lease, name, value, ttl_ms in settles:
+            if name is None:
+                pipe.eval(SETTLE, 1, lease, owner, b"", 0)
+            else:
+                pipe.eval(SETTLE, 2, lease, name, owner, value, ttl_ms)
         for name, value, ttl_ms in batch:
             pipe.set(name, value, px=ttl_ms)
         return await pipe.execute()

@@ -17,6 +17,7 @@ request burst, not a slow Redis, and opening the breaker for it would make the b
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, TypeVarTuple
 
@@ -35,6 +36,11 @@ class Guard:
         self.timeout = timeout
         self.errors = 0
         """Calls that failed or timed out, breaker-excused timeouts included."""
+        self.round_trips: Counter[str] = Counter()
+        """Calls sent to Redis, by kind (``read``, ``lease``, ``write``, ...): what a token
+        costs the shared store, beside :attr:`commands`."""
+        self.commands: Counter[str] = Counter()
+        """Commands those calls carried, by kind (a pipeline or MGET carries many)."""
         self.lag = LoopLag()
 
     async def call(
@@ -43,6 +49,8 @@ class Guard:
         *args: *Args,
         budget: float | None = None,
         ask_breaker: bool = True,
+        kind: str = "other",
+        commands: int = 1,
     ) -> T | None:
         """``await operation(*args)`` within ``budget`` seconds (default: the backend's
         timeout); None if the breaker refuses it or it fails, which is then counted. An
@@ -52,9 +60,14 @@ class Guard:
         ``ask_breaker=False`` for calls whose admission was decided elsewhere: a read asks
         when it is queued (in half-open state, the MGET carrying the one trial read must not
         be refused as a second trial), and a health probe asks Redis whatever the breaker
-        says. None is never a successful answer: every operation returns a value."""
+        says. None is never a successful answer: every operation returns a value.
+
+        ``kind`` and ``commands`` (how many the operation sends) are counted in
+        :attr:`round_trips` and :attr:`commands` once the call is made."""
         if ask_breaker and not self.breaker.allow():
             return None
+        self.round_trips[kind] += 1
+        self.commands[kind] += commands
         try:
             async with asyncio.timeout(self.timeout if budget is None else budget):
                 result = await operation(*args)

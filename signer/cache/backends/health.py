@@ -39,7 +39,10 @@ class HealthWatch:
         budget = max(self._guard.timeout, PROBE_TIMEOUT)
         for _ in range(breaker.failure_threshold):
             # The probe is how an open breaker learns Redis is back: it does not ask it.
-            if await self._guard.call(self._ping, budget=budget, ask_breaker=False) is not None:
+            answer = await self._guard.call(
+                self._ping, budget=budget, ask_breaker=False, kind="ping"
+            )
+            if answer is not None:
                 return True
             if breaker.state is not State.CLOSED:
                 return False

@@ -78,8 +78,13 @@ class LayeredCache:
     async def acquire_lease(self, key: CacheKey, seconds: float) -> tuple[bool, CachedToken | None]:
         return await self.shared.acquire_lease(key, seconds)
 
-    async def release_lease(self, key: CacheKey) -> None:
-        await self.shared.release_lease(key)
+    async def release_lease(
+        self, key: CacheKey, store: tuple[CachedToken, int] | None = None
+    ) -> None:
+        if store is not None:
+            token, ttl = store
+            await self.l1.set_many([(key, token, min(ttl, self.l1_ttl))])
+        await self.shared.release_lease(key, store)
 
     def healthy(self) -> bool:
         return self.shared.healthy()

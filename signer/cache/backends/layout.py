@@ -5,12 +5,14 @@
 - a revocation marker: ``<prefix>rev:{<sdkappid>:<userid>}``, the time in milliseconds of
   the user's last logout or ban; every token issued at or before it is retired. It is read
   with each token, in the same MGET or pipeline;
-- a signing lease: ``<prefix>lease:<cache key text>``, holding a random owner id;
+- a signing lease: ``<prefix>lease:{<sdkappid>:<userid>}:<key version>:<expire>:<userbuf
+  digest>``, holding a random owner id;
 - the eviction channel ``<prefix>evictions``, whose messages name a user as
   ``<prefix><sdkappid>:<userid>``.
 
-A token and its user's marker share the hash tag ``{sdkappid:userid}``: in a cluster they
-live in one slot, so a read of both never spans nodes. Names are bytes, encoded with
+A token, its lease and its user's marker share the hash tag ``{sdkappid:userid}``: in a
+cluster they live in one slot, so a read of them never spans nodes and one script can store
+a token and let go of its lease. Names are bytes, encoded with
 ``surrogatepass`` so that no userid the service accepts can fail to encode.
 """
 
@@ -29,17 +31,19 @@ class KeyLayout:
         self.eviction_channel = (prefix + "evictions").encode()
 
     def token(self, key: CacheKey) -> bytes:
-        text = (
-            f"{self.prefix}{{{key.sdkappid}:{key.userid}}}:"
-            f"{key.key_version}:{key.expire}:{key.userbuf_digest}"
-        )
+        return self._variant(self.prefix, key)
+
+    def lease(self, key: CacheKey) -> bytes:
+        return self._variant(self.prefix + "lease:", key)
+
+    @staticmethod
+    def _variant(start: str, key: CacheKey) -> bytes:
+        variant = f"{key.key_version}:{key.expire}:{key.userbuf_digest}"
+        text = f"{start}{{{key.sdkappid}:{key.userid}}}:{variant}"
         return text.encode("utf-8", "surrogatepass")
 
     def revocation(self, sdkappid: int, userid: str) -> bytes:
         return f"{self.prefix}rev:{{{sdkappid}:{userid}}}".encode("utf-8", "surrogatepass")
-
-    def lease(self, key: CacheKey) -> bytes:
-        return (self.prefix + "lease:" + key.text()).encode("utf-8", "surrogatepass")
 
     def user(self, sdkappid: int, userid: str) -> bytes:
         """What an eviction broadcast names: the user, not a token."""

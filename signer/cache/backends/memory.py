@@ -106,8 +106,11 @@ class MemoryCache:
         # One process: its single-flight table already gives one signature.
         return True, (await self.get_many([key]))[0]
 
-    async def release_lease(self, key: CacheKey) -> None:
-        return None
+    async def release_lease(
+        self, key: CacheKey, store: tuple[CachedToken, int] | None = None
+    ) -> None:
+        if store is not None:
+            await self.set_many([(key, *store)])
 
     async def delete(self, keys: Sequence[CacheKey]) -> int:
         deleted = 0

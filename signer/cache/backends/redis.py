@@ -29,10 +29,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from signer.cache import codec
-from signer.cache.backends.batching import ReadBatcher, WriteBatcher
+from signer.cache.backends.batching import LeaseBatcher, ReadBatcher, WriteBatcher
 from signer.cache.backends.guard import Guard
 from signer.cache.backends.health import HealthWatch
-from signer.cache.backends.layout import KeyLayout, read_entry
+from signer.cache.backends.layout import KeyLayout
 from signer.cache.backends.packing import use_hiredis_packing
 from signer.cache.base import (
     DEFAULT_MAX_LIFETIME,
@@ -46,11 +46,6 @@ LEASE_TIMEOUT = 0.5
 REVOCATION_MARGIN = 60  # seconds a marker outlives max_expire: token writes still in flight
 REVOCATION_BUDGET = 1.0  # seconds a logout or ban may spend on tries before it is refused
 REVOCATION_FIRST_PAUSE = 0.05  # between its tries, doubling
-
-# Delete the lease only if it is still ours (it may have expired and been re-taken).
-RELEASE_LEASE = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-)
 
 Client = Redis | RedisCluster
 
@@ -81,11 +76,17 @@ class RedisCache:
         self.layout = KeyLayout(prefix)
         self.prefix = prefix
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._reads = ReadBatcher(self._mget_call, self.layout, self.guard, self._spawn)
-        self._writes = WriteBatcher(client, self.guard, self._spawn)
-        self._health = HealthWatch(self.guard, client.ping)
         self._owner = uuid.uuid4().hex.encode()
-        self._release = client.register_script(RELEASE_LEASE)
+        self._reads = ReadBatcher(self._mget_call, self.layout, self.guard, self._spawn)
+        self._writes = WriteBatcher(client, self.guard, self._spawn, self._owner)
+        # A lease is asked for on a miss, when signing (milliseconds) follows anyway; a
+        # longer budget here keeps a busy event loop from mistaking its own backlog for a
+        # slow Redis and signing twice.
+        lease_budget = max(timeout, LEASE_TIMEOUT)
+        self._leases = LeaseBatcher(
+            client, self._owner, self.layout, self.guard, lease_budget, self._spawn
+        )
+        self._health = HealthWatch(self.guard, client.ping)
 
     @classmethod
     def from_url(
@@ -152,41 +153,37 @@ class RedisCache:
     async def delete(self, keys: Sequence[CacheKey]) -> int:
         if not keys:
             return 0
-        deleted = await self.guard.call(self.client.delete, *[self.key(k) for k in keys])
+        names = [self.key(k) for k in keys]
+        deleted = await self.guard.call(self.client.delete, *names, kind="delete")
         return 0 if deleted is None else int(deleted)
 
     # -- leases ----------------------------------------------------------------------------
 
     async def acquire_lease(self, key: CacheKey, seconds: float) -> tuple[bool, CachedToken | None]:
-        """Try for the lease and read the entry in the same round trip. A lease is asked
-        for on a miss, when signing (milliseconds) follows anyway; a longer budget here
-        keeps a busy event loop from mistaking its own backlog for a slow Redis and
-        signing twice."""
-        budget = max(self.timeout, LEASE_TIMEOUT)
-        replies = await self.guard.call(self._lease_and_read, key, seconds, budget=budget)
-        if replies is None:
+        """Try for the lease and read the entry in the same round trip, which carries the
+        other lease requests of this loop iteration too
+        (:class:`~signer.cache.backends.batching.LeaseBatcher`)."""
+        if not self.breaker.allow():
             return True, None
-        won, value, revoked = replies
-        return bool(won), read_entry(value, revoked, key)
+        return await self._leases.submit(key, seconds)
 
-    async def _lease_and_read(self, key: CacheKey, seconds: float) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(self.layout.lease(key), self._owner, nx=True, px=max(1, int(seconds * 1000)))
-        pipe.get(self.layout.token(key))
-        pipe.get(self.layout.revocation(key.sdkappid, key.userid))
-        return await pipe.execute()
-
-    async def release_lease(self, key: CacheKey) -> None:
-        """Let go of the lease in the background (it also expires by itself)."""
-        if self.breaker.allow():
-            release = self.guard.call(
-                self._release,
-                [self.layout.lease(key)],
-                [self._owner],
-                budget=max(self.timeout, LEASE_TIMEOUT),
-                ask_breaker=False,
-            )
-            self._spawn(release)
+    async def release_lease(
+        self, key: CacheKey, store: tuple[CachedToken, int] | None = None
+    ) -> None:
+        """Let go of the lease in the background (it also expires by itself), storing
+        ``store`` (a token and its TTL in seconds) first in the same script: the instances
+        waiting on the lease read exactly that write. Batched with this iteration's other
+        writes; the caller does not wait for it."""
+        if self.breaker.state is State.OPEN:
+            if store is not None:
+                self._writes.dropped += 1
+            return
+        lease = self.layout.lease(key)
+        if store is None or store[1] <= 0:
+            self._writes.settle((lease, None, b"", 0))
+        else:
+            token, ttl = store
+            self._writes.settle((lease, self.layout.token(key), codec.encode(token), ttl * 1000))
 
     # -- logouts and bans ------------------------------------------------------------------
 
@@ -221,6 +218,8 @@ class RedisCache:
                 pipe.set(marker, now_ms, px=ttl_ms)
                 if names:
                     pipe.delete(*names)
+                self.guard.round_trips["revoke"] += 1
+                self.guard.commands["revoke"] += 1 + bool(names)
                 async with asyncio.timeout_at(deadline):
                     replies = await pipe.execute()
             except Exception as error:
@@ -242,7 +241,10 @@ class RedisCache:
     async def publish_eviction(self, sdkappid: int, userid: str) -> None:
         """Tell every instance to drop this user from its in-process cache."""
         await self.guard.call(
-            self.client.publish, self.layout.eviction_channel, self.layout.user(sdkappid, userid)
+            self.client.publish,
+            self.layout.eviction_channel,
+            self.layout.user(sdkappid, userid),
+            kind="publish",
         )
 
     async def listen_evictions(self, evict: Callable[[int, str], None]) -> None:
