@@ -13,6 +13,7 @@ warning at start-up (:meth:`Settings.deprecated_names`).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -86,9 +87,10 @@ class ServerSettings(_Strict):
     backlog: Annotated[int, Field(ge=1, le=65535)] = 1024
     """Length of the kernel's queue of connections not yet accepted (capped by the
     kernel's net.core.somaxconn)."""
-    processes: Annotated[int, Field(ge=1, le=64)] = 1
+    processes: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = "auto"
     """HTTP processes sharing the port (SO_REUSEPORT), each with its own event loop and
-    signing workers: one event loop is the limit of a single process."""
+    signing workers: one event loop is the limit of a single process. ``"auto"``: see
+    :attr:`Settings.processes`."""
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_batch_userids: Annotated[int, Field(ge=1, le=100_000)] = 10_000
@@ -239,6 +241,25 @@ class Settings(BaseSettings):
         # The TOML file arrives as init kwargs; the environment must win over it.
         return env_settings, init_settings
 
+    @property
+    def processes(self) -> int:
+        """How many HTTP processes to run: ``[server] processes``, or for ``"auto"`` one
+        per core when a shared cache (``[cache] url``) is configured, else one (a memory
+        cache per process could not honour a DELETE made on another, so several would
+        cache nothing)."""
+        chosen = self.server.processes
+        if chosen != "auto":
+            return chosen
+        return min(64, os.cpu_count() or 1) if self.cache.url else 1
+
+    def processes_chosen(self) -> str:
+        """Why :attr:`processes` is what it is, for the start-up log."""
+        if self.server.processes != "auto":
+            return "configured ([server] processes)"
+        if self.cache.url:
+            return "auto: one per core, with a shared cache"
+        return "auto: one, since no [cache] url is configured"
+
     def deprecated_names(self) -> list[str]:
         """The settings given under a name of an earlier release (still read, converted),
         for the start-up warning."""
@@ -271,10 +292,10 @@ def engine_settings(settings: Settings) -> EngineSettings:
     cores when ``workers`` is left out."""
     config = settings.engine
     workers = config.workers or EngineSettings().workers
-    if not config.workers and settings.server.processes > 1:
+    if not config.workers and settings.processes > 1:
         # Several HTTP processes share the cores: each gets its part of them, but at least
         # two, because the kernel may hand one process most of a few busy connections.
-        workers = max(2, workers // settings.server.processes)
+        workers = max(2, workers // settings.processes)
     return EngineSettings(
         workers=workers,
         max_batch=config.max_batch,

@@ -17,7 +17,7 @@ from signer.service.supervisor import supervise
 def run(config_path: Path | None, overrides: dict[str, object]) -> None:
     """Entry point of ``signer serve``. Raises ConfigError for an unusable configuration."""
     settings = load_settings(config_path, overrides)
-    if settings.server.processes > 1:
+    if settings.processes > 1:
         build_runtime(settings)  # a bad key stops the parent with a message, not N children
         supervise(settings, config_path, overrides)
         return

@@ -80,6 +80,8 @@ async def serve(
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     runtime = build_runtime(settings)
     announce(runtime)
+    if sock is None:  # alone: the supervisor says how many it runs, once
+        log.info("one HTTP process", chosen=settings.processes_chosen())
     cache = settings.cache
     if sock is not None and not cache.url and cache.max_entries:
         # One in-memory cache per process could not honour a DELETE (logout, ban) made

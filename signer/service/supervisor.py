@@ -119,7 +119,7 @@ class Supervisor:
         self.settings = settings
         self.config_path = config_path
         self.overrides = overrides or {}
-        self.count = settings.server.processes
+        self.count = settings.processes
         self._context = multiprocessing.get_context("spawn")
         self._children: list[BaseProcess | None] = [None] * self.count
         self._started = [0.0] * self.count
@@ -136,6 +136,7 @@ class Supervisor:
         log.info(
             "supervising HTTP processes",
             processes=self.count,
+            chosen=self.settings.processes_chosen(),
             url=f"http://{server.host}:{sockets[0].getsockname()[1]}",
         )
         try:

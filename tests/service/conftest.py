@@ -144,7 +144,9 @@ def write_config(
         *extra_callers,
     ]
     tables = [
-        toml_table("server", {"max_body_bytes": 65536, **(server or {})}),
+        # One HTTP process unless a test asks for more ("auto" would run one per core
+        # whenever a test adds a [cache] url).
+        toml_table("server", {"max_body_bytes": 65536, "processes": 1, **(server or {})}),
         toml_table("engine", {"workers": 1, **(engine or {})}),
         toml_table("rate_limit", {"rate": 1000, "burst": 1000, **(rate_limit or {})}),
         *(toml_table("apps", app, array=True) for app in app_list),

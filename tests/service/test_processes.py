@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import pytest
 from signer.service.supervisor import listening_sockets
 from tests.service.conftest import V1_APP, V2_APP, Deployment, write_config
 from tests.service.test_process import Server, serve
+from tests.support import RedisServer
 
 
 def two_processes(deployment: Deployment, v1_version: str = "2") -> Path:
@@ -65,6 +67,31 @@ def wait_for(condition: object, what: str, seconds: float = 15) -> None:
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
         time.sleep(0.1)
+
+
+class TestAutomaticCount:
+    def test_auto_with_a_shared_cache_runs_one_process_per_core_and_says_so(
+        self, tmp_path: Path, deployment: Deployment, redis_server: RedisServer
+    ) -> None:
+        """``processes = "auto"`` (the default) with a ``[cache] url``: the supervisor runs
+        one HTTP process per core, and its start-up line names the count and why.
+
+        Catches: "auto" read as one process, or a count chosen without a word."""
+        config = write_config(
+            deployment.directory, server={"processes": "auto"}, cache={"url": redis_server.url}
+        )
+        cores = min(64, os.cpu_count() or 1)
+        with serve(tmp_path, "--config", str(config)) as server:
+            wait_for(lambda: len(http_processes(server)) == cores, f"{cores} HTTP processes")
+            line = next(
+                json.loads(line)
+                for line in server.log().splitlines()
+                if "supervising HTTP processes" in line
+            )
+            assert (line["processes"], line["chosen"]) == (
+                cores,
+                "auto: one per core, with a shared cache",
+            )
 
 
 class TestSeveralProcesses:
