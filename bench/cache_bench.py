@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE))
 
 from http_service import SIGNER, free_port, wait_ready, wrk  # noqa: E402
 
-from tests.cache.redis_server import RedisServer  # noqa: E402
+from tests.support import RedisServer  # noqa: E402
 
 WARM_LUA = """
 local counter = 0

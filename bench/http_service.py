@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,10 @@ from pathlib import Path
 import httpx
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))  # the checkout: tests.support
+
+from tests.support import free_port  # noqa: E402  (also for the scripts importing it from here)
+
 PYTHON = sys.executable
 SIGNER = str(Path(PYTHON).parent / "signer")
 
@@ -56,12 +59,6 @@ request = function()
   return wrk.format("POST", "/v1/usersig/batch", {["Content-Type"] = "application/json"}, body)
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes] | None = None) -> None:

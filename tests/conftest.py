@@ -15,7 +15,7 @@ from signer.core import (
     V2Signer,
     generate_private_key,
 )
-from tests.cache.redis_server import RedisServer
+from tests.support import RedisServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ISSUED_AT = 1_700_000_000

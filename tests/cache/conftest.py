@@ -8,7 +8,7 @@ import pytest
 
 from signer.cache.backends.redis import RedisCache
 from signer.cache.breaker import CircuitBreaker
-from tests.cache.redis_server import RedisServer
+from tests.support import RedisServer
 
 
 @pytest.fixture

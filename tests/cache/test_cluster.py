@@ -9,7 +9,7 @@ import pytest
 
 from signer.cache.backends.cluster import RedisClusterCache, parse_cluster_url
 from signer.cache.base import CachedToken, CacheKey
-from tests.cache.redis_server import RedisCluster
+from tests.support import RedisCluster
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from signer.core import HmacSecret, IssuedToken, V2Signer, verify
 from signer.engine import SignRequest
 
 if TYPE_CHECKING:
-    from tests.cache.redis_server import RedisServer
+    from tests.support import RedisServer
 
 SDKAPPID = 1400000001
 SECRET = HmacSecret(b"coalescing-tests")

@@ -13,7 +13,7 @@ from signer.cache.backends.memory import MemoryCache
 from signer.cache.backends.redis import RedisCache
 from signer.cache.base import CacheKey
 from signer.cache.breaker import CircuitBreaker, State
-from tests.cache.redis_server import RedisServer, free_port
+from tests.support import RedisServer, free_port
 
 
 def fake_clock() -> tuple[list[float], Callable[[], float]]:

@@ -25,7 +25,7 @@ from signer.cache.backends.redis import RedisCache
 from signer.cache.breaker import CircuitBreaker
 from signer.core import HmacSecret, IssuedToken, V2Signer, verify
 from signer.engine import SignRequest
-from tests.cache.redis_server import RedisServer
+from tests.support import RedisServer
 
 SDKAPPID = 1400000001
 SECRET = HmacSecret(b"issuer-tests")

@@ -8,7 +8,7 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
 from signer.cache.backends.packing import HiredisPacking, use_hiredis_packing
-from tests.cache.redis_server import RedisServer
+from tests.support import RedisServer
 
 
 class HiredisConnection(HiredisPacking, Connection):

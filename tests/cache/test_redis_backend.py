@@ -13,7 +13,7 @@ from signer.cache.base import CachedToken, CacheKey
 from signer.cache.breaker import CircuitBreaker, State
 from signer.core import EcPrivateKey, UserIdPolicy, V1Signer
 from signer.core.envelope import urlsafe_b64encode
-from tests.cache.redis_server import RedisServer
+from tests.support import RedisServer
 
 
 def entry(userid: str, expires_at: int = 2_000_000_000) -> tuple[CacheKey, CachedToken]:

@@ -12,7 +12,7 @@ from signer.cache.backends.memory import MemoryCache
 from signer.cache.backends.redis import RedisCache
 from signer.cache.base import CachedToken, CacheKey, RevocationNotRecorded
 from signer.cache.breaker import State
-from tests.cache.redis_server import RedisServer
+from tests.support import RedisServer
 
 APP = 1400000001
 

@@ -21,7 +21,7 @@ from signer.config import build_runtime, load_settings
 from signer.core import HmacSecret, verify
 from signer.service.app import create_app
 from signer.service.state import ServiceState
-from tests.cache.redis_server import RedisSentinel, RedisServer
+from tests.support import RedisSentinel, RedisServer
 
 APP = 1400000002
 SECRET = "v2-secret-for-sentinel-tests-0123"

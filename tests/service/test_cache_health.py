@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.cache.redis_server import RedisServer, free_port
 from tests.service.conftest import V2_APP, Deployment, write_config
 from tests.service.test_process import Server, serve
+from tests.support import RedisServer, free_port
 
 UNREACHABLE = "cache unreachable: serving by signing locally until it returns"
 

@@ -14,8 +14,8 @@ from signer.config import build_runtime, load_settings
 from signer.service.app import create_app
 from signer.service.keys import STATE
 from signer.service.state import ServiceState
-from tests.support import RedisServer
 from tests.service.conftest import V2_APP, Deployment
+from tests.support import RedisServer
 
 COUNTERS = ("signer_cache_errors_total", "signer_cache_dropped_writes_total")
 AppClient = Callable[..., Awaitable[TestClient]]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import inspect
-import socket
 import textwrap
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from signer.config import build_runtime, load_settings
 from signer.core import EcPrivateKey, HmacSecret, decode, generate_private_key, verify
 from signer.service.app import create_app
 from signer.service.state import ServiceState
+from tests.support import free_port
 
 on_module_loop = pytest.mark.asyncio(loop_scope="module")  # where the module's servers run
 
@@ -232,12 +232,6 @@ class Call:
 @pytest.fixture(params=["sync", "async"])
 def call(request: pytest.FixtureRequest, service: Service) -> Call:
     return Call(request.param, service.url)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @on_module_loop

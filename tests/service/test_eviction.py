@@ -16,7 +16,6 @@ import redis
 from aiohttp.test_utils import TestClient
 
 from signer.service.handlers import STATE
-from tests.cache.redis_server import RedisServer
 from tests.service.conftest import (
     LIMITED_KEY,
     V1_APP,
@@ -25,6 +24,7 @@ from tests.service.conftest import (
     Deployment,
     write_config,
 )
+from tests.support import RedisServer
 
 MAX_EXPIRE = 7200
 MARGIN_BOUND = 300  # seconds a marker may outlive max_expire (write delays, clock steps)

@@ -11,8 +11,8 @@ import pytest
 from signer.cache import codec
 from signer.cache.base import CachedToken
 from signer.core import verify
-from tests.support import RedisServer
 from tests.service.conftest import V1_APP, V2_APP, ClientFactory, Deployment, write_config
+from tests.support import RedisServer
 
 
 @pytest.fixture

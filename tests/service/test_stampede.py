@@ -10,9 +10,9 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.cache.redis_server import RedisServer
 from tests.service.conftest import V1_APP, Deployment, write_config
 from tests.service.test_process import serve
+from tests.support import RedisServer
 
 REQUESTS = 10_000
 

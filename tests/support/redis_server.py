@@ -8,21 +8,12 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-
-def free_port(below: int = 65536) -> int:
-    """A free port under ``below`` (cluster nodes also need port + 10000 for their bus)."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port < below:
-            return port
+from tests.support.ports import free_port
 
 
 class RedisServer:
