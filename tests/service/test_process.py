@@ -24,7 +24,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from signer.core import decode, load_public_key, verify
 from signer.service.server import GC_GEN0_THRESHOLD
-from tests.cache.redis_server import RedisServer
 from tests.service.conftest import (
     API_KEY,
     LIMITED_KEY,
@@ -34,6 +33,7 @@ from tests.service.conftest import (
     Deployment,
     write_config,
 )
+from tests.support import RedisServer
 
 
 def free_port() -> int:
