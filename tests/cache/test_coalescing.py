@@ -69,7 +69,8 @@ async def test_a_storm_of_misses_costs_a_fraction_of_a_round_trip_per_token(
     trips = redis_cache.guard.round_trips
     assert (trips["read"], trips["lease"], trips["write"]) == (1, 1, 1), dict(trips)
     assert sum(trips.values()) / STORM <= 0.5
-    assert redis_cache.guard.commands["lease"] == 3 * STORM  # SET NX, GET, GET per key
+    # One script call each for the leases and the writes (one server: all keys may meet).
+    assert (redis_cache.guard.commands["lease"], redis_cache.guard.commands["write"]) == (1, 1)
 
 
 async def test_a_second_instance_waits_for_the_first_ones_token(

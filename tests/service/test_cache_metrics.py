@@ -115,4 +115,4 @@ class TestRoundTripMetrics:
             "write": 1.0,
             "delete": 0.0,
         }
-        assert (commands["read"], commands["lease"], commands["write"]) == (2.0, 3.0, 1.0)
+        assert (commands["read"], commands["lease"], commands["write"]) == (2.0, 1.0, 1.0)

@@ -78,13 +78,14 @@ class RedisCache:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._owner = uuid.uuid4().hex.encode()
         self._reads = ReadBatcher(self._mget_call, self.layout, self.guard, self._spawn)
-        self._writes = WriteBatcher(client, self.guard, self._spawn, self._owner)
+        one_script = not isinstance(client, RedisCluster)  # a cluster's keys span slots
+        self._writes = WriteBatcher(client, self.guard, self._spawn, self._owner, one_script)
         # A lease is asked for on a miss, when signing (milliseconds) follows anyway; a
         # longer budget here keeps a busy event loop from mistaking its own backlog for a
         # slow Redis and signing twice.
         lease_budget = max(timeout, LEASE_TIMEOUT)
         self._leases = LeaseBatcher(
-            client, self._owner, self.layout, self.guard, lease_budget, self._spawn
+            client, self._owner, self.layout, self.guard, lease_budget, self._spawn, one_script
         )
         self._health = HealthWatch(self.guard, client.ping)
 
