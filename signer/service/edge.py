@@ -23,7 +23,7 @@ from signer.core import SignerError
 from signer.service.auth import authenticate
 from signer.service.errors import ApiError, InternalError, from_http_exception, from_signer_error
 from signer.service.keys import CALLER, SDKAPPID, STATE
-from signer.service.logs import get_logger, info_enabled
+from signer.service.logs import access_line, get_logger, info_enabled
 
 X_REQUEST_ID = istr("X-Request-ID")
 # A metrics label must not take any value a client sends: other methods count as OTHER.
@@ -108,14 +108,15 @@ def _access_line(
     outcome: str,
     seconds: float,
 ) -> None:
-    log.info(
-        "request",
-        request_id=request_id,
-        method=request.method,
-        route=route,
-        status=response.status,
-        caller=caller.name if caller else None,
-        sdkappid=request.get(SDKAPPID),
-        outcome=outcome,
-        latency_ms=round(seconds * 1000, 3),
+    access_line(
+        {
+            "request_id": request_id,
+            "method": request.method,
+            "route": route,
+            "status": response.status,
+            "caller": caller.name if caller else None,
+            "sdkappid": request.get(SDKAPPID),
+            "outcome": outcome,
+            "latency_ms": round(seconds * 1000, 3),
+        }
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import re
 import subprocess
 import sys
 
@@ -59,3 +61,32 @@ class TestIterationBuffer:
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
         assert out.stdout == b"last line\n"
+
+
+class TestAccessLine:
+    def test_it_reads_as_structlog_would_have_written_it(self) -> None:
+        """In JSON format the access line, rendered without structlog's processor chain,
+        has the keys, order and timestamp form of the same line written through
+        structlog, and lands in the same stream.
+
+        Catches: a line a log pipeline would parse differently (a missing ``level`` or
+        ``timestamp``, another time format) for the one line written per request."""
+        code = (
+            "from signer.service import logs\n"
+            "logs.configure('json', 'info')\n"
+            "fields = {'request_id': 'r1', 'status': 200, 'caller': None, 'latency_ms': 0.5}\n"
+            "logs.get_logger('x').info('request', **fields)\n"
+            "logs.access_line(dict(fields))\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+        via_structlog, direct = (json.loads(line) for line in out.stderr.splitlines())
+        assert list(direct) == list(via_structlog)
+        assert {k: v for k, v in direct.items() if k != "timestamp"} == {
+            k: v for k, v in via_structlog.items() if k != "timestamp"
+        }
+        pattern = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
+        assert re.fullmatch(pattern, direct["timestamp"]), direct["timestamp"]
+        # (datetime.isoformat leaves the fraction out when it is .000000)
+        assert re.fullmatch(
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", via_structlog["timestamp"]
+        )
