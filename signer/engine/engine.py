@@ -1,7 +1,8 @@
 """The signing engine: single sign requests in, micro-batches to worker processes out.
 
-A round trip to a worker process costs the event loop and the worker ~0.1-0.4 ms, several
-P-256 signatures, so requests that arrive together are coalesced. A request that finds
+A round trip to a worker process costs the event loop and the worker more than several
+P-256 signatures (docs/PERFORMANCE.md, issue 4), so requests that arrive together are
+coalesced. A request that finds
 every worker idle leaves at once (no added latency at low load), and a backlog is spread
 over the idle workers in large batches. While a worker is busy, requests gather until a
 batch comes back (its worker takes all that waits), or until they fill ``max_batch`` or
@@ -38,7 +39,8 @@ Outcome = IssuedToken | SignerError
 _ALGORITHM = {1: "v1", 2: "v2"}
 BACKLOG_BATCH_FACTOR = 8
 """A backlog (a large ``sign_many``) goes to idle workers in batches of up to this many
-times ``max_batch``: each round trip costs the event loop and the worker ~0.1-0.4 ms."""
+times ``max_batch``: each round trip costs the event loop and the worker more than it
+saves to split the backlog finer."""
 
 
 class _Waiter:

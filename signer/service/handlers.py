@@ -149,7 +149,7 @@ def duplicate_key(raw: bytes, data: dict[str, Any]) -> str | None:
 def _occurrences(raw: bytes, needle: bytes, stop: int) -> int:
     """How many times ``needle`` starts in ``raw``, counting no further than ``stop``.
     For one byte, ``bytes.find`` jumps there with memchr where ``bytes.count`` compares
-    byte by byte: 1 us rather than 40 us on a 10,000-userid batch."""
+    byte by byte, which on a large batch is many times slower."""
     found, at = 0, raw.find(needle)
     while at >= 0 and found < stop:
         found += 1
