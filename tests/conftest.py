@@ -49,6 +49,18 @@ def v2_signer(secret: HmacSecret) -> V2Signer:
     return V2Signer(SDKAPPID, secret)
 
 
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by these marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tiers a test cannot forget: every test using ``redis_server`` (itself or
+    through another fixture) is ``redis``, and every ``processes`` test is ``slow`` (a
+    ``signer serve`` subprocess takes about a second to start, with its signing worker)."""
+    for item in items:
+        if "redis_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.redis)
+        if item.get_closest_marker("processes") is not None:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A real redis-server of this test's own, on a free port, stopped by pid afterwards."""

@@ -14,6 +14,9 @@ from signer.cache.base import CachedToken, CacheKey
 from tests.cache.test_coalescing import Engine
 from tests.support import RedisCluster
 
+# A 3-master cluster takes seconds to form; the URL parsing test rides along.
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[RedisCluster]:
@@ -39,8 +42,6 @@ def item(userid: str) -> tuple[CacheKey, CachedToken, int]:
     )
 
 
-@pytest.mark.redis
-@pytest.mark.slow
 async def test_batch_across_slots_reads_back_in_order(
     cluster_cache: RedisClusterCache, cluster: RedisCluster
 ) -> None:
@@ -53,8 +54,6 @@ async def test_batch_across_slots_reads_back_in_order(
     assert cluster_cache.healthy()
 
 
-@pytest.mark.redis
-@pytest.mark.slow
 async def test_delete_user_and_leases_work_across_slots(cluster_cache: RedisClusterCache) -> None:
     key, token, ttl = item("someone")
     await cluster_cache.set_many([(key, token, ttl)], wait=True)

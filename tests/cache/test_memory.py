@@ -8,6 +8,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -164,4 +165,4 @@ class IndexMachine(RuleBasedStateMachine):
 
 
 IndexMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
-TestIndexAgainstAFullScan = IndexMachine.TestCase
+TestIndexAgainstAFullScan = pytest.mark.slow(IndexMachine.TestCase)  # 300 runs: seconds

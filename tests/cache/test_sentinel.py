@@ -120,6 +120,7 @@ def service_app(directory: Path, cache_url: str) -> web.Application:
 
 
 class TestDiscovery:
+    @pytest.mark.redis
     async def test_round_trip_through_the_sentinel_master(self, sentinel: RedisSentinel) -> None:
         """A write and a read go to the master that Sentinel names."""
         cache = RedisSentinelCache.from_url(sentinel.url, timeout=0.2)
@@ -142,6 +143,8 @@ class TestDiscovery:
             parse_sentinel_url("redis+sentinel://s1:26379")
 
 
+@pytest.mark.redis
+@pytest.mark.slow
 class TestFailover:
     async def test_backend_follows_the_promoted_replica(
         self, failover_group: RedisSentinel

@@ -10,10 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.service.conftest import V2_APP, Deployment, write_config
 from tests.service.test_process import Server, serve
 from tests.support import RedisServer, free_port
+
+pytestmark = pytest.mark.processes
 
 UNREACHABLE = "cache unreachable: serving by signing locally until it returns"
 

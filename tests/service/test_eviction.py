@@ -279,6 +279,7 @@ class TestRevocationMarker:
         await never_served(second, deployment, old, seconds=0.6)
 
 
+@pytest.mark.slow
 class TestRevocationDuringAnOutage:
     async def test_a_delete_while_redis_is_down_is_a_503_and_retried_it_holds(
         self,

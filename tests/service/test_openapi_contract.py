@@ -215,6 +215,7 @@ class TestPathParameters:
             assert not validator.is_valid(bad), bad
 
 
+@pytest.mark.processes
 class TestLongestUrls:
     """A schema-valid userid (up to 1024 characters) fits in a GET or DELETE URL."""
 
@@ -408,6 +409,7 @@ def _responses(report: Path) -> Counter[tuple[str, int]]:
     return seen
 
 
+@pytest.mark.processes
 class TestSchemathesis:
     """Requests generated from /openapi.json, valid and invalid, against a real `signer
     serve`: every check schemathesis has passes, and nothing answers 5xx."""

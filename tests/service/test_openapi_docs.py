@@ -410,6 +410,7 @@ async def _dump_dom(binary: str, url: str, profile: Path) -> str:
     return stdout.decode()
 
 
+@pytest.mark.slow
 async def test_docs_render_every_operation_in_headless_chromium(
     base_url: str, tmp_path: Path
 ) -> None:

@@ -35,6 +35,8 @@ from tests.service.conftest import (
 )
 from tests.support import RedisServer
 
+pytestmark = pytest.mark.processes
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -69,6 +69,7 @@ def wait_for(condition: object, what: str, seconds: float = 15) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.processes
 class TestAutomaticCount:
     def test_auto_with_a_shared_cache_runs_one_process_per_core_and_says_so(
         self, tmp_path: Path, deployment: Deployment, redis_server: RedisServer
@@ -94,6 +95,7 @@ class TestAutomaticCount:
             )
 
 
+@pytest.mark.processes
 class TestSeveralProcesses:
     def test_both_answer_on_one_port_and_metrics_add_up(
         self, tmp_path: Path, deployment: Deployment

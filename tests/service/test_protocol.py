@@ -26,6 +26,8 @@ from tests.service.conftest import (
 )
 from tests.service.test_process import Server, serve
 
+pytestmark = pytest.mark.processes
+
 HEADER_TIMEOUT = 1.0
 MAX_CONNECTIONS = 40
 BACKLOG = 777

@@ -9,10 +9,13 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.service.conftest import V1_APP, Deployment, write_config
 from tests.service.test_process import serve
 from tests.support import RedisServer
+
+pytestmark = [pytest.mark.processes, pytest.mark.redis]
 
 REQUESTS = 10_000
 
