@@ -3,6 +3,12 @@
 L1 entries live at most ``l1_ttl`` seconds, and an eviction (logout, ban) made on any
 instance reaches every instance's L1 at once through Redis pub/sub. Freshness is still
 checked by the issuer on every read, so L1 can never serve a token below min_remaining.
+
+A key enters L1 the second time this instance meets it (read from Redis or signed) within
+a window of about as many keys as L1 holds, not the first. In a login storm most userids
+are asked for once: storing each one evicted another that was never read again, and in the
+service that cost more than the Redis read it would have saved (docs/PERFORMANCE.md). A
+key asked for twice is likely hot, and hot keys are what L1 is for.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ class LayeredCache:
         self.l1_ttl = l1_ttl
         self.name = f"{shared.name}+l1"
         self._listener: asyncio.Task[None] | None = None
+        self._seen: set[CacheKey] = set()  # met once since the window began: not admitted
+        self._window = max(1024, l1.max_entries)
 
     def _listen(self) -> None:
         if self._listener is None:
@@ -42,15 +50,29 @@ class LayeredCache:
             refill = []
             for index, entry in zip(missing, shared, strict=True):
                 found[index] = entry
-                if entry is not None:
+                if entry is not None and self._admit(keys[index]):
                     refill.append((keys[index], entry, self.l1_ttl))
-            await self.l1.set_many(refill)
+            if refill:
+                await self.l1.set_many(refill)
         return found
+
+    def _admit(self, key: CacheKey) -> bool:
+        """Whether ``key`` goes into L1 now: the second time it is met in the window."""
+        seen = self._seen
+        if key in seen:
+            seen.discard(key)
+            return True
+        if len(seen) >= self._window:
+            seen.clear()  # a new window: the keys of a storm do not pile up
+        seen.add(key)
+        return False
 
     async def set_many(
         self, items: Sequence[tuple[CacheKey, CachedToken, int]], wait: bool = False
     ) -> None:
-        await self.l1.set_many([(k, t, min(ttl, self.l1_ttl)) for k, t, ttl in items])
+        admitted = [(k, t, min(ttl, self.l1_ttl)) for k, t, ttl in items if self._admit(k)]
+        if admitted:
+            await self.l1.set_many(admitted)
         await self.shared.set_many(items, wait=wait)
 
     async def delete(self, keys: Sequence[CacheKey]) -> int:
@@ -81,7 +103,7 @@ class LayeredCache:
     async def release_lease(
         self, key: CacheKey, store: tuple[CachedToken, int] | None = None
     ) -> None:
-        if store is not None:
+        if store is not None and self._admit(key):
             token, ttl = store
             await self.l1.set_many([(key, token, min(ttl, self.l1_ttl))])
         await self.shared.release_lease(key, store)
