@@ -335,6 +335,9 @@ def make_keys(tmp: Path) -> dict[str, Path]:
     }
 
 
+SIGNER_ENV: dict[str, str] = {}
+"""Settings of every signer this run starts (``--signer-env``), over its config file."""
+
 SIGNER_CONFIG = """\
 [server]
 host = "127.0.0.1"
@@ -389,6 +392,7 @@ def start_signer(
         )
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNER_")}
+    env.update(SIGNER_ENV)
     log = tmp / f"{name}.log"
     process = procs.start(
         name, [PYTHON, "-m", "signer", "serve", "--config", str(config)], log, cwd=ROOT, env=env
@@ -655,7 +659,20 @@ def main() -> None:
         "--shapes", default=",".join(names), help=f"comma-separated subset of {','.join(names)}"
     )
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument(
+        "--signer-env",
+        action="append",
+        default=[],
+        metavar="SIGNER_X__Y=V",
+        help="a setting for every signer started (repeatable), e.g. "
+        "SIGNER_ENGINE__INLINE_V2_MAX=64",
+    )
     args = parser.parse_args()
+    for pair in args.signer_env:
+        name, equals, value = pair.partition("=")
+        if not (equals and name.startswith("SIGNER_")):
+            parser.error(f"--signer-env takes SIGNER_...=VALUE, not {pair!r}")
+        SIGNER_ENV[name] = value
     chosen = [s.strip() for s in args.shapes.split(",") if s.strip()]
     unknown = sorted(set(chosen) - set(names))
     if unknown or not chosen:
