@@ -90,6 +90,14 @@ class CacheBackend(Protocol):
         it), and read the entry in the same round trip: a token stored since our miss makes
         signing unnecessary. A store that cannot answer grants the lease."""
 
+    async def read_or_lease(
+        self, key: CacheKey, seconds: float
+    ) -> tuple[CachedToken | None, bool | None]:
+        """The entry under ``key``, and where there is none the lease, tried in the same
+        round trip (a miss is signed next): ``True``/``False`` if it was tried, ``None`` if
+        not (an entry was there, or the store has no leases). Like :meth:`acquire_lease`,
+        a store that cannot answer grants it."""
+
     async def release_lease(
         self, key: CacheKey, store: tuple[CachedToken, int] | None = None
     ) -> None:

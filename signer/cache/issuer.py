@@ -107,7 +107,8 @@ class TokenIssuer:
     ) -> Issued:
         """One token, from cache when possible. Raises the engine's SignerErrors."""
         key = self._key(app, userid, expire, userbuf)
-        (entry,) = await self.cache.get_many([key])
+        # A miss is signed next: a shared store takes its lease in the read's round trip.
+        entry, leased = await self.cache.read_or_lease(key, app.lease_seconds)
         if self._usable(entry, key, app):
             assert entry is not None
             if self._due_for_refresh(entry, app) and key not in self._inflight:
@@ -117,13 +118,16 @@ class TokenIssuer:
                 task.add_done_callback(self._background_done)
             return Issued.from_cache(entry)
         while (shared := self._inflight.get(key)) is not None:
+            if leased:  # the leader here signs for us: the lease we took is not needed
+                leased = None
+                await self.cache.release_lease(key)
             try:
                 return await asyncio.shield(shared)
             except asyncio.CancelledError:
                 if not shared.cancelled():
                     raise  # we were cancelled ourselves
                 # the leader went away before finishing: try again, perhaps as leader
-        return await self._lead(app, key, userbuf)
+        return await self._lead(app, key, userbuf, leased=leased)
 
     def _background_done(self, task: asyncio.Task[Issued]) -> None:
         self._background.discard(task)
@@ -136,13 +140,15 @@ class TokenIssuer:
         key: CacheKey,
         userbuf: bytes | None,
         replacing: CachedToken | None = None,
+        leased: bool | None = None,
     ) -> Issued:
         """Get the token for everyone in this process waiting on ``key`` (a refresh passes
-        the entry it ``replacing``, which does not count as the result)."""
+        the entry it ``replacing``, which does not count as the result; ``leased`` is what
+        the read said of the lease, None if it was not tried)."""
         shared: asyncio.Future[Issued] = asyncio.get_running_loop().create_future()
         self._inflight[key] = shared
         try:
-            issued = await self._obtain(app, key, userbuf, replacing)
+            issued = await self._obtain(app, key, userbuf, replacing, leased)
         except asyncio.CancelledError:
             shared.cancel()
             raise
@@ -161,8 +167,10 @@ class TokenIssuer:
         key: CacheKey,
         userbuf: bytes | None,
         replacing: CachedToken | None,
+        leased: bool | None = None,
     ) -> Issued:
-        """Sign under the store's lease, or wait (bounded) for the instance that holds it."""
+        """Sign under the store's lease, or wait (bounded) for the instance that holds it.
+        ``leased`` True or False: the read tried the lease already (and found no entry)."""
         if self.cache.process_local:  # nobody else signs for this store: no lease needed
             return await self._sign(app, key, userbuf)
 
@@ -171,7 +179,10 @@ class TokenIssuer:
             # A re-read while signing is not a lookup of its own: it is not counted.
             return entry is not None and fresh and self._verdict(entry, key, app) == "hit"
 
-        won, entry = await self.cache.acquire_lease(key, app.lease_seconds)
+        if leased is None:
+            won, entry = await self.cache.acquire_lease(key, app.lease_seconds)
+        else:
+            won, entry = leased, None
         if won:
             token: IssuedToken | None = None
             try:

@@ -66,6 +66,26 @@ end
 return #KEYS / 2
 """
 
+# Reads for many keys in one call that also take the lease of each key found missing:
+# a miss is signed next, so its lease travels with its read. KEYS as for LEASE_MANY; the
+# reply per key: token, marker, then 1/0 (lease won or not), or -1 when the token was
+# there and no lease was tried.
+READ_OR_LEASE_MANY = """
+local out = {}
+for i = 1, #KEYS, 3 do
+  local token = redis.call('get', KEYS[i + 1])
+  out[#out + 1] = token
+  out[#out + 1] = redis.call('get', KEYS[i + 2])
+  if token then
+    out[#out + 1] = -1
+  else
+    local won = redis.call('set', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[(i + 2) / 3 + 1])
+    out[#out + 1] = won and 1 or 0
+  end
+end
+return out
+"""
+
 # Leases for many keys in one call: KEYS are (lease, token, revocation marker) triples, ARGV
 # the owner then each lease's TTL in ms. The reply is flat: won (1/0), token, marker per key.
 LEASE_MANY = """
@@ -181,7 +201,7 @@ class _Lease:
         key: CacheKey,
         names: tuple[bytes, bytes, bytes],
         ttl_ms: int,
-        future: asyncio.Future[tuple[bool, CachedToken | None]],
+        future: asyncio.Future[tuple[bool | None, CachedToken | None]],
     ) -> None:
         self.key = key
         self.names = names  # the lease, the token, the user's revocation marker
@@ -192,7 +212,9 @@ class _Lease:
 class LeaseBatcher:
     """The lease requests of one loop iteration in one pipeline: per key ``SET lease owner
     NX PX``, and a read of its token and its user's marker (a token stored since the miss
-    makes signing unnecessary)."""
+    makes signing unnecessary). With ``read_first``, the read comes first and the lease is
+    tried only for a key with no token (:data:`READ_OR_LEASE_MANY`): the future's ``won``
+    is then None where a token was there."""
 
     def __init__(
         self,
@@ -203,22 +225,28 @@ class LeaseBatcher:
         budget: float,
         spawn: Spawn,
         one_script: bool = True,
+        read_first: bool = False,
     ) -> None:
         """``one_script``: all keys of a group may meet in one script (a single server);
-        a cluster's users live in many slots, so it sends a pipeline instead."""
+        a cluster's users live in many slots, so it sends a pipeline instead (and cannot
+        ``read_first``: its backend reads, then leases)."""
+        if read_first and not one_script:
+            raise ValueError("read_first needs one script for all keys")
         self._client = client
         self._owner = owner
         self._layout = layout
         self._guard = guard
         self._budget = budget
         self._spawn = spawn
-        self._script = client.register_script(LEASE_MANY) if one_script else None
+        script = READ_OR_LEASE_MANY if read_first else LEASE_MANY
+        self._script = client.register_script(script) if one_script else None
+        self._read_first = read_first
         self._pending: list[_Lease] = []
         self._scheduled = False
 
     def submit(
         self, key: CacheKey, seconds: float
-    ) -> asyncio.Future[tuple[bool, CachedToken | None]]:
+    ) -> asyncio.Future[tuple[bool | None, CachedToken | None]]:
         """Queue a lease request admitted by the breaker. The future is (won, entry); a
         store that cannot answer grants the lease (and reads nothing)."""
         layout = self._layout
@@ -228,7 +256,7 @@ class LeaseBatcher:
             layout.revocation(key.sdkappid, key.userid),
         )
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[bool, CachedToken | None]] = loop.create_future()
+        future: asyncio.Future[tuple[bool | None, CachedToken | None]] = loop.create_future()
         self._pending.append(_Lease(key, names, max(1, int(seconds * 1000)), future))
         if not self._scheduled:
             self._scheduled = True
@@ -247,7 +275,7 @@ class LeaseBatcher:
             group,
             budget=self._budget,
             ask_breaker=False,  # asked when queued, as reads are
-            kind="lease",
+            kind="read" if self._read_first else "lease",
             commands=1 if self._script is not None else 3 * len(group),
         )
         for index, lease in enumerate(group):
@@ -256,8 +284,13 @@ class LeaseBatcher:
             if replies is None:
                 lease.future.set_result((True, None))
                 continue
-            won, value, revoked = replies[3 * index : 3 * index + 3]
-            lease.future.set_result((bool(won), read_entry(value, revoked, lease.key)))
+            if self._read_first:
+                value, revoked, tried = replies[3 * index : 3 * index + 3]
+                won = None if tried == -1 else bool(tried)
+            else:
+                won, value, revoked = replies[3 * index : 3 * index + 3]
+                won = bool(won)
+            lease.future.set_result((won, read_entry(value, revoked, lease.key)))
 
     async def _lease_all(self, group: list[_Lease]) -> list[Any]:
         if self._script is not None:

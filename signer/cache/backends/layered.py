@@ -100,6 +100,18 @@ class LayeredCache:
     async def acquire_lease(self, key: CacheKey, seconds: float) -> tuple[bool, CachedToken | None]:
         return await self.shared.acquire_lease(key, seconds)
 
+    async def read_or_lease(
+        self, key: CacheKey, seconds: float
+    ) -> tuple[CachedToken | None, bool | None]:
+        self._listen()
+        (entry,) = await self.l1.get_many([key])
+        if entry is not None:
+            return entry, None
+        entry, won = await self.shared.read_or_lease(key, seconds)
+        if entry is not None and self._admit(key):
+            await self.l1.set_many([(key, entry, self.l1_ttl)])
+        return entry, won
+
     async def release_lease(
         self, key: CacheKey, store: tuple[CachedToken, int] | None = None
     ) -> None:

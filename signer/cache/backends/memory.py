@@ -106,6 +106,12 @@ class MemoryCache:
         # One process: its single-flight table already gives one signature.
         return True, (await self.get_many([key]))[0]
 
+    async def read_or_lease(
+        self, key: CacheKey, seconds: float
+    ) -> tuple[CachedToken | None, bool | None]:
+        # One process: no lease to take (the issuer's single-flight is all there is).
+        return (await self.get_many([key]))[0], None
+
     async def release_lease(
         self, key: CacheKey, store: tuple[CachedToken, int] | None = None
     ) -> None:

@@ -87,6 +87,19 @@ class RedisCache:
         self._leases = LeaseBatcher(
             client, self._owner, self.layout, self.guard, lease_budget, self._spawn, one_script
         )
+        self._read_leases = (
+            LeaseBatcher(
+                client,
+                self._owner,
+                self.layout,
+                self.guard,
+                lease_budget,
+                self._spawn,
+                read_first=True,
+            )
+            if one_script
+            else None
+        )
         self._health = HealthWatch(self.guard, client.ping)
 
     @classmethod
@@ -166,7 +179,25 @@ class RedisCache:
         (:class:`~signer.cache.backends.batching.LeaseBatcher`)."""
         if not self.breaker.allow():
             return True, None
-        return await self._leases.submit(key, seconds)
+        won, entry = await self._leases.submit(key, seconds)
+        return bool(won), entry
+
+    async def read_or_lease(
+        self, key: CacheKey, seconds: float
+    ) -> tuple[CachedToken | None, bool | None]:
+        """The entry, and for a key with none the lease tried in the same round trip
+        (:data:`~signer.cache.backends.batching.READ_OR_LEASE_MANY`). A cluster reads,
+        then leases: one script cannot span its slots."""
+        if self._read_leases is None:
+            (entry,) = await self.get_many([key])
+            if entry is not None:
+                return entry, None
+            won, entry = await self.acquire_lease(key, seconds)
+            return entry, won
+        if not self.breaker.allow():
+            return None, True  # a store that cannot answer grants the lease
+        tried, found = await self._read_leases.submit(key, seconds)
+        return found, tried
 
     async def release_lease(
         self, key: CacheKey, store: tuple[CachedToken, int] | None = None
