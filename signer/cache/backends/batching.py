@@ -1,15 +1,16 @@
-"""Coalescing the Redis backend's traffic: the reads of one event-loop iteration in one MGET,
-its signing leases in one pipeline, its writes (tokens, and tokens stored with their lease
-let go) in another.
+"""Coalescing the Redis backend's traffic: the reads of one event-loop iteration in one MGET
+(or, for single-token lookups, one script that also leases the keys it finds missing), its
+signing leases in one call, its writes (tokens, and tokens stored with their lease let go)
+in another.
 
 A warm service answers most requests from Redis, so the cost of a cache hit is the cost of
 the service. Coalesced, a hit does not pay a round trip of its own, and MGET's one reply
 array parses far faster than a pipeline of separate replies. Every read also asks for its
 user's revocation marker in the same MGET (see :mod:`~signer.cache.backends.layout`), so a
 revoked token costs nothing extra to refuse. A login storm is mostly misses: each takes a
-lease, then stores its token and lets go of the lease, and those too travel together with
-the other requests' of the same iteration, so a cold mint costs a fraction of a round trip
-of each kind, not three of its own.
+lease (in its read's round trip), then stores its token and lets go of the lease, and
+those too travel together with the other requests' of the same iteration, so a cold mint
+costs a fraction of a round trip, not three of its own.
 
 Writes are not awaited by the request that made them (the token is already in its hands);
 the batcher drops them, counted in :attr:`WriteBatcher.dropped`, rather than let a backlog
