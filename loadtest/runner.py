@@ -1,0 +1,267 @@
+"""One run: the deployment (``--local`` or ``--target``), locust headless as a library,
+CSV + HTML + ``summary.json`` into ``--out``, the SLA gates and the exit status.
+
+Imports locust (and so gevent's monkey-patching) at the top: import this module only in
+the ``python -m loadtest`` process, never in pytest's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from argparse import Namespace
+from pathlib import Path
+from typing import Any
+
+import gevent
+import locust.stats
+from locust.env import Environment
+from locust.html import get_html_report
+
+from loadtest import local, scenarios
+from loadtest.checks import TokenChecker, load_keys
+
+DEFAULT_USERS = {"storm": 1000, "stampede": 50, "batch": 4, "verify": 20, "mixed": 50}
+EXIT_SLA = 1  # an SLA gate failed
+EXIT_ERROR = 2  # the run could not be made (bad options, a service that did not start)
+_SAMPLE = re.compile(r"^(signer_tokens_signed_total|signer_cache_lookups_total)(\{[^}]*\})? (\S+)$")
+
+log = logging.getLogger("loadtest")
+
+
+class Stop(Exception):
+    """SIGTERM (or SIGINT) arrived: stop the load and clean up."""
+
+
+def scrape(url: str) -> dict[str, float]:
+    """Signatures computed and cache lookups by result from one ``/metrics``."""
+    out = {"signed": 0.0, "hit": 0.0, "miss": 0.0, "stale": 0.0, "mismatch": 0.0}
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as answer:  # noqa: S310
+            text = answer.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError) as exc:
+        log.warning("could not read %s/metrics: %s", url, exc)
+        return {}
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is None:
+            continue
+        name, labels, value = match.groups()
+        if name == "signer_tokens_signed_total":
+            out["signed"] += float(value)
+        else:
+            result = re.search(r'result="([^"]*)"', labels or "")
+            if result is not None and result.group(1) in out:
+                out[result.group(1)] += float(value)
+    return out
+
+
+def _metrics_delta(before: list[dict[str, float]], after: list[dict[str, float]]) -> dict[str, Any]:
+    if not all(before) or not all(after):
+        return {"available": False}
+    delta = {k: sum(a[k] for a in after) - sum(b[k] for b in before) for k in after[0]}
+    lookups = delta["hit"] + delta["miss"] + delta["stale"] + delta["mismatch"]
+    served = delta["hit"] + delta["stale"]
+    return {
+        "available": True,
+        "signatures_computed": int(delta["signed"]),
+        "cache_lookups": {k: int(delta[k]) for k in ("hit", "miss", "stale", "mismatch")},
+        "cache_hit_ratio": round(served / lookups, 4) if lookups else None,
+    }
+
+
+def _entry(entry: locust.stats.StatsEntry) -> dict[str, Any]:
+    return {
+        "requests": entry.num_requests,
+        "failures": entry.num_failures,
+        "rps": round(entry.total_rps, 2),
+        "p50_ms": entry.get_response_time_percentile(0.5),
+        "p95_ms": entry.get_response_time_percentile(0.95),
+        "p99_ms": entry.get_response_time_percentile(0.99),
+        "max_ms": round(entry.max_response_time or 0, 2),
+    }
+
+
+def gates(options: Namespace, total: dict[str, Any]) -> list[str]:
+    """The SLA gates that failed, each named by its option and with the figures."""
+    failed = []
+    if options.sla_p99_ms is not None and total["p99_ms"] > options.sla_p99_ms:
+        failed.append(f"sla-p99-ms: p99 {total['p99_ms']} ms > {options.sla_p99_ms} ms")
+    if options.sla_min_rps is not None and total["rps"] < options.sla_min_rps:
+        failed.append(f"sla-min-rps: {total['rps']} req/s < {options.sla_min_rps} req/s")
+    if options.sla_max_failures is not None and total["failures"] > options.sla_max_failures:
+        failed.append(
+            f"sla-max-failures: {total['failures']} failures > {options.sla_max_failures}"
+        )
+    if total["user_exceptions"]:
+        failed.append(f"user-exceptions: {total['user_exceptions']} raised in the users")
+    if total["requests"] == 0:
+        failed.append("no-requests: the run made no request")
+    return failed
+
+
+def run(options: Namespace) -> int:
+    """Make the run; its exit status (0, :data:`EXIT_SLA` or :data:`EXIT_ERROR`)."""
+    procs = local.Processes()
+    main = gevent.getcurrent()
+    # gevent runs these in a greenlet of their own; they raise Stop in the main one, which
+    # then stops the load (if running) and every process started, by pid, in `finally`.
+    handlers = [
+        gevent.signal_handler(sig, gevent.kill, main, Stop)
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    ]
+    try:
+        return _run(options, procs)
+    except Stop:
+        print("loadtest: stopped by a signal", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        print(f"loadtest: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        procs.stop_all()
+        for handler in handlers:
+            handler.cancel()
+
+
+def _run(options: Namespace, procs: local.Processes) -> int:
+    if options.users is None:
+        options.users = DEFAULT_USERS[options.scenario]
+    sdkappids = [a for a in (options.v1_sdkappid, options.v2_sdkappid) if a]
+    if options.local:
+        print(f"loadtest: starting {options.instances} signer instance(s) and Redis...")
+        deployment = local.start_local(
+            procs,
+            instances=options.instances,
+            cluster=options.cluster,
+            v1_sdkappid=options.v1_sdkappid,
+            v2_sdkappid=options.v2_sdkappid,
+        )
+        hosts, api_key = deployment.urls, deployment.api_key
+        keys = load_keys(
+            options.v1_sdkappid,
+            deployment.v1_public_key,
+            options.v2_sdkappid,
+            deployment.v2_secret_file,
+        )
+        print(f"loadtest: up at {', '.join(hosts)}; cache {deployment.cache_url}")
+    else:
+        hosts = [options.target.rstrip("/")]
+        api_key = options.api_key_file.read_text().strip()
+        keys = load_keys(
+            options.v1_sdkappid, options.v1_public_key, options.v2_sdkappid, options.v2_secret_file
+        )
+        if not keys:
+            print("loadtest: no app keys given: only the cheap checks, no full verification")
+    checker = TokenChecker(keys, options.min_remaining, options.verify_rate)
+    ctx = scenarios.Context(hosts, api_key, sdkappids, checker, options)
+    if options.scenario == "storm":
+        space = options.userid_space
+        ctx.storm_userids = random.sample(range(space), min(options.users, space))
+    scenarios.CONTEXT = ctx
+
+    out: Path = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    shape = scenarios.StormShape() if options.scenario == "storm" else None
+    env = Environment(
+        user_classes=scenarios.user_classes(options.scenario, options),
+        shape_class=shape,
+        locustfile="loadtest/scenarios.py",
+        stop_timeout=5,
+    )
+    runner = env.create_local_runner()
+    csv_writer = locust.stats.StatsCSVFileWriter(
+        env, locust.stats.PERCENTILES_TO_REPORT, str(out / "locust"), full_history=True
+    )
+    background = [
+        gevent.spawn(csv_writer.stats_writer),
+        gevent.spawn(locust.stats.stats_history, runner),
+    ]
+    before = [scrape(host) for host in hosts]
+    started = time.time()
+    if shape is not None:
+        ctx.warm_at = time.perf_counter() + options.storm_seconds + 1
+        runner.start_shape()
+    else:
+        runner.start(options.users, spawn_rate=options.spawn_rate or options.users)
+    stopper = gevent.spawn_later(options.run_time, runner.quit)
+    try:
+        runner.greenlet.join()
+    finally:
+        stopper.kill()
+        if runner.state not in ("stopped",):
+            runner.quit()
+        elapsed = time.time() - started
+        for greenlet in background:
+            greenlet.kill()
+        csv_writer.close_files()
+    after = [scrape(host) for host in hosts]
+
+    stats = runner.stats
+    total = _entry(stats.total)
+    total["user_exceptions"] = sum(e["count"] for e in runner.exceptions.values())
+    (out / "report.html").write_text(get_html_report(env, show_download_link=False))
+    summary: dict[str, Any] = {
+        "scenario": options.scenario,
+        "target": "local" if options.local else options.target,
+        "instances": len(hosts),
+        "cluster": bool(options.cluster),
+        "users": options.users,
+        "run_seconds": round(elapsed, 2),
+        "requests": total["requests"],
+        "failures": total["failures"],
+        "failures_by_kind": dict(checker.problems),
+        "rps": total["rps"],
+        "p50_ms": total["p50_ms"],
+        "p95_ms": total["p95_ms"],
+        "p99_ms": total["p99_ms"],
+        "user_exceptions": total["user_exceptions"],
+        "tokens_checked": checker.checked,
+        "tokens_verified": checker.verified,
+        "full_verification": sorted(str(a) for a in keys),
+        "by_name": {
+            f"{e.method} {e.name}": _entry(e) for e in locust.stats.sort_stats(stats.entries)
+        },
+        "errors": [
+            {"name": e.name, "error": str(e.error), "occurrences": e.occurrences}
+            for e in stats.errors.values()
+        ],
+        "service": _metrics_delta(before, after),
+    }
+    failed = gates(options, total)
+    summary["sla"] = {"passed": not failed, "failed": failed}
+
+    def quitting(environment: Environment, **_: object) -> None:
+        environment.process_exit_code = EXIT_SLA if failed else 0
+
+    env.events.quitting.add_listener(quitting)
+    env.events.quitting.fire(environment=env, reverse=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _print(summary, out)
+    for gate in failed:
+        print(f"loadtest: SLA gate failed: {gate}", file=sys.stderr)
+    return int(env.process_exit_code or 0)
+
+
+def _print(summary: dict[str, Any], out: Path) -> None:
+    service = summary["service"]
+    print(
+        f"loadtest {summary['scenario']}: {summary['requests']} requests, "
+        f"{summary['failures']} failures {summary['failures_by_kind'] or ''}, "
+        f"{summary['rps']} req/s, p50 {summary['p50_ms']} ms, p95 {summary['p95_ms']} ms, "
+        f"p99 {summary['p99_ms']} ms; tokens checked {summary['tokens_checked']}, "
+        f"fully verified {summary['tokens_verified']}"
+    )
+    if service.get("available"):
+        print(
+            f"loadtest: service: {service['signatures_computed']} signatures computed, "
+            f"cache hit ratio {service['cache_hit_ratio']}"
+        )
+    print(f"loadtest: results in {out}/ (summary.json, report.html, locust_*.csv)")
