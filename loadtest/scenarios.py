@@ -191,18 +191,22 @@ class StormUser(SignerUser):
         ctx = self.ctx
         self.userid = ctx.userid(ctx.storm_userids[self.number % len(ctx.storm_userids)])
         self.sdkappid = ctx.sdkappids[self.number % len(ctx.sdkappids)]
-        self.done = False
+        self.warm_at = ctx.warm_at + self.rng.random() * ctx.options.storm_seconds
+        self.phase = "cold"
+
+    def wait_time(self) -> float:
+        # Waiting (not sleeping in a task) lets locust stop the user at once at the end.
+        if self.phase == "warm":
+            return max(0.0, self.warm_at - time.perf_counter())
+        return 3600.0
 
     def _storm(self) -> None:
-        if self.done:
-            gevent.sleep(3600)  # interrupted when the run stops
-            return
-        self.fetch(self.userid, self.sdkappid, "storm cold")
-        ctx = self.ctx
-        start = ctx.warm_at + self.rng.random() * ctx.options.storm_seconds
-        gevent.sleep(max(0.0, start - time.perf_counter()))
-        self.fetch(self.userid, self.sdkappid, "storm warm")
-        self.done = True
+        if self.phase == "cold":
+            self.fetch(self.userid, self.sdkappid, "storm cold")
+            self.phase = "warm"
+        elif self.phase == "warm":
+            self.fetch(self.userid, self.sdkappid, "storm warm")
+            self.phase = "done"
 
     tasks = [_storm]  # noqa: RUF012
 
