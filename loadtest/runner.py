@@ -153,7 +153,7 @@ def _run(options: Namespace, procs: local.Processes) -> int:
         )
         print(f"loadtest: up at {', '.join(hosts)}; cache {deployment.cache_url}")
     else:
-        hosts = [options.target.rstrip("/")]
+        hosts = [h.strip().rstrip("/") for h in options.target.split(",") if h.strip()]
         api_key = options.api_key_file.read_text().strip()
         keys = load_keys(
             options.v1_sdkappid, options.v1_public_key, options.v2_sdkappid, options.v2_secret_file
