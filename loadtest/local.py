@@ -88,6 +88,7 @@ class Processes:
     """Everything started here, stopped by pid in reverse order."""
 
     started: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    directories: list[Path] = field(default_factory=list)  # removed after the processes
 
     def start(self, name: str, argv: list[str], log: Path, cwd: Path | None = None) -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNER_")}
@@ -123,6 +124,9 @@ class Processes:
                     os.kill(process.pid, signal.SIGKILL)
                 process.wait()
         self.started.clear()
+        for directory in self.directories:  # the keys, configs and logs of --local
+            shutil.rmtree(directory, ignore_errors=True)
+        self.directories.clear()
 
 
 @dataclass
@@ -239,6 +243,7 @@ def start_local(
 ) -> LocalDeployment:
     """Start the cache and ``instances`` signers in a new temp dir; wait for ``/readyz``."""
     directory = Path(tempfile.mkdtemp(prefix="loadtest-"))
+    procs.directories.append(directory)
     keys = make_keys(directory)
     cache_url = start_cluster(procs, directory) if cluster else start_redis(procs, directory)
     urls: list[str] = []
