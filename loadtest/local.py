@@ -211,6 +211,60 @@ def start_cluster(procs: Processes, directory: Path, masters: int = 3) -> str:
     return "redis+cluster://" + ",".join(addresses)
 
 
+def parse_info(text: str) -> dict[str, str]:
+    """The ``field:value`` lines of a Redis ``INFO`` answer as a dict."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.strip().partition(":")
+        if sep and not name.startswith("#"):
+            out[name] = value
+    return out
+
+
+def _command(port: int, *words: str) -> bytes:
+    """One RESP command to the Redis on loopback ``port``; its raw answer."""
+    request = f"*{len(words)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in words)
+    with socket.create_connection(("127.0.0.1", port), 5) as sock:
+        sock.sendall(request.encode())
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            data += chunk
+            if not chunk or (data.endswith(b"\r\n") and _complete(data)):
+                return data
+
+
+def _complete(data: bytes) -> bool:
+    if data[:1] == b"$":
+        head, _, body = data.partition(b"\r\n")
+        return len(body) >= int(head[1:]) + 2
+    return True
+
+
+def redis_report(cache_url: str) -> list[dict[str, object]]:
+    """Each Redis node of ``cache_url`` (loopback): its port, keys and memory in use, as
+    ``redis-cli -p PORT info memory`` and ``dbsize`` give them."""
+    addresses = cache_url.split("://", 1)[1].split("/", 1)[0].split(",")
+    nodes: list[dict[str, object]] = []
+    for address in addresses:
+        port = int(address.rsplit(":", 1)[1])
+        try:
+            info = parse_info(_command(port, "INFO", "memory").decode(errors="replace"))
+            keys = int(_command(port, "DBSIZE").decode().strip().lstrip(":"))
+        except (OSError, ValueError) as exc:
+            nodes.append({"port": port, "error": str(exc)})
+            continue
+        nodes.append(
+            {
+                "port": port,
+                "keys": keys,
+                "used_memory": int(info.get("used_memory", 0)),
+                "used_memory_human": info.get("used_memory_human"),
+            }
+        )
+    return nodes
+
+
 def make_keys(directory: Path) -> dict[str, Path]:
     """Fresh app keys from ``signer keygen`` (v1 and v2, run side by side) and an API key."""
     keys = directory / "keys"
@@ -274,5 +328,37 @@ def start_local(
         v1_public_key=keys["v1_public"],
         v2_secret_file=keys["v2_secret"],
         cache_url=cache_url,
+        directory=directory,
+    )
+
+
+def start_naive(procs: Processes, *, instances: int, v2_sdkappid: int) -> LocalDeployment:
+    """The baseline instead of signer: ``instances`` bench/naive_app.py ``--mode v2``
+    servers (Tencent's tls-sig-api-v2 in the request handler, one process each, no cache)
+    on free loopback ports, sharing one fresh v2 secret; wait for ``/healthz``."""
+    directory = Path(tempfile.mkdtemp(prefix="loadtest-"))
+    procs.directories.append(directory)
+    keys = make_keys(directory)
+    urls: list[str] = []
+    deadline = time.monotonic() + 60
+    for index in range(instances):
+        port = free_port()
+        name = f"naive-{index}"
+        argv = [PYTHON, str(ROOT / "bench" / "naive_app.py"), "--mode", "v2"]
+        argv += ["--port", str(port), "--sdkappid", str(v2_sdkappid)]
+        argv += ["--secret-file", str(keys["v2_secret"])]
+        procs.start(name, argv, directory / f"{name}.log", cwd=ROOT)
+        urls.append(f"http://127.0.0.1:{port}")
+        try:
+            _wait(f"{urls[-1]}/healthz", deadline, name, procs, name)
+        except RuntimeError as exc:
+            log = (directory / f"{name}.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{exc}; its log ends:\n{log}") from None
+    return LocalDeployment(
+        urls=urls,
+        api_key="",
+        v1_public_key=keys["v1_public"],
+        v2_secret_file=keys["v2_secret"],
+        cache_url="",
         directory=directory,
     )

@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.flag("--local", "start redis-server and signer serve instances here, on loopback")
     p.option("--instances", type=int, default=1, help="signer instances with --local")
     p.flag("--cluster", "with --local: a 3-master Redis Cluster instead of one redis-server")
+    p.flag(
+        "--baseline-naive",
+        "with --local, storm or stampede: bench/naive_app.py --mode v2 servers (Tencent's "
+        "tls-sig-api-v2 in the handler, POST /usersig) in place of signer; the v2 app only",
+    )
     p.option("--target", default=None, help="base URL of an existing deployment")
     p.option("--api-key-file", type=Path, default=None, help="file holding the API key")
     p.option("--v1-public-key", type=Path, default=None, help="the v1 app's public key (PEM)")
@@ -134,6 +139,14 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--target needs --api-key-file (the API key is never read from argv)")
     if options.cluster and not options.local:
         parser.error("--cluster needs --local")
+    if options.baseline_naive:
+        if not options.local or options.cluster:
+            parser.error("--baseline-naive needs --local (and no --cluster)")
+        if options.scenario not in ("storm", "stampede"):
+            parser.error("--baseline-naive runs the storm or stampede scenario only")
+        if not options.v2_sdkappid:
+            parser.error("--baseline-naive signs v2 tokens: --v2-sdkappid cannot be 0")
+        options.v1_sdkappid = 0  # the naive server signs the v2 app only
     if not options.v1_sdkappid and not options.v2_sdkappid:
         parser.error("no app: --v1-sdkappid and --v2-sdkappid are both 0")
     if options.instances < 1:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import re
+import resource
 import signal
 import sys
 import time
@@ -78,6 +80,7 @@ def _metrics_delta(before: list[dict[str, float]], after: list[dict[str, float]]
 
 
 def _entry(entry: locust.stats.StatsEntry) -> dict[str, Any]:
+    seconds = [second for second, count in entry.num_reqs_per_sec.items() if count]
     return {
         "requests": entry.num_requests,
         "failures": entry.num_failures,
@@ -86,7 +89,17 @@ def _entry(entry: locust.stats.StatsEntry) -> dict[str, Any]:
         "p95_ms": entry.get_response_time_percentile(0.95),
         "p99_ms": entry.get_response_time_percentile(0.99),
         "max_ms": round(entry.max_response_time or 0, 2),
+        # requests over the seconds from its first to its last (a storm phase's own rate)
+        "span_rps": round(entry.num_requests / (max(seconds) - min(seconds) + 1), 2)
+        if seconds
+        else 0.0,
     }
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process so far (locust runs in it)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def gates(options: Namespace, total: dict[str, Any]) -> list[str]:
@@ -135,7 +148,16 @@ def _run(options: Namespace, procs: local.Processes) -> int:
     if options.users is None:
         options.users = DEFAULT_USERS[options.scenario]
     sdkappids = [a for a in (options.v1_sdkappid, options.v2_sdkappid) if a]
-    if options.local:
+    cache_url = ""  # the Redis of --local (signer only), reported after the run
+    if options.local and options.baseline_naive:
+        print(f"loadtest: starting {options.instances} naive_app.py --mode v2 server(s)...")
+        deployment = local.start_naive(
+            procs, instances=options.instances, v2_sdkappid=options.v2_sdkappid
+        )
+        hosts, api_key = deployment.urls, deployment.api_key
+        keys = load_keys(0, None, options.v2_sdkappid, deployment.v2_secret_file)
+        print(f"loadtest: baseline up at {', '.join(hosts)} (POST /usersig, no cache)")
+    elif options.local:
         print(f"loadtest: starting {options.instances} signer instance(s) and Redis...")
         deployment = local.start_local(
             procs,
@@ -152,6 +174,7 @@ def _run(options: Namespace, procs: local.Processes) -> int:
             deployment.v2_secret_file,
         )
         print(f"loadtest: up at {', '.join(hosts)}; cache {deployment.cache_url}")
+        cache_url = deployment.cache_url
     else:
         hosts = [h.strip().rstrip("/") for h in options.target.split(",") if h.strip()]
         api_key = options.api_key_file.read_text().strip()
@@ -162,6 +185,7 @@ def _run(options: Namespace, procs: local.Processes) -> int:
             print("loadtest: no app keys given: only the cheap checks, no full verification")
     checker = TokenChecker(keys, options.min_remaining, options.verify_rate)
     ctx = scenarios.Context(hosts, api_key, sdkappids, checker, options)
+    ctx.naive = bool(options.baseline_naive)
     if options.scenario == "storm":
         space = options.userid_space
         ctx.storm_userids = random.sample(range(space), min(options.users, space))
@@ -184,10 +208,18 @@ def _run(options: Namespace, procs: local.Processes) -> int:
         gevent.spawn(csv_writer.stats_writer),
         gevent.spawn(locust.stats.stats_history, runner),
     ]
-    before = [scrape(host) for host in hosts]
+    before = [scrape(host) for host in hosts] if not ctx.naive else []
+    cpu_before = _cpu_seconds()
     started = time.time()
+    at_warm: dict[str, Any] = {}
     if shape is not None:
         ctx.warm_at = time.perf_counter() + options.storm_seconds + 1
+
+        def snapshot() -> None:  # the cache and /metrics as the warm phase starts
+            at_warm["metrics"] = [scrape(host) for host in hosts] if not ctx.naive else []
+            at_warm["redis"] = local.redis_report(cache_url) if cache_url else []
+
+        background.append(gevent.spawn_later(options.storm_seconds + 1, snapshot))
         runner.start_shape()
     else:
         runner.start(options.users, spawn_rate=options.spawn_rate or options.users)
@@ -202,7 +234,14 @@ def _run(options: Namespace, procs: local.Processes) -> int:
         for greenlet in background:
             greenlet.kill()
         csv_writer.close_files()
-    after = [scrape(host) for host in hosts]
+    locust_cpu = _cpu_seconds() - cpu_before
+    after = [scrape(host) for host in hosts] if not ctx.naive else []
+    redis = local.redis_report(cache_url) if cache_url else []
+    for node in redis:
+        print(
+            f"loadtest: Redis on port {node['port']} after the run: {node.get('keys')} keys, "
+            f"used_memory_human {node.get('used_memory_human')}"
+        )
 
     stats = runner.stats
     total = _entry(stats.total)
@@ -211,6 +250,7 @@ def _run(options: Namespace, procs: local.Processes) -> int:
     summary: dict[str, Any] = {
         "scenario": options.scenario,
         "target": "local" if options.local else options.target,
+        "baseline_naive": ctx.naive,
         "instances": len(hosts),
         "cluster": bool(options.cluster),
         "users": options.users,
@@ -233,7 +273,23 @@ def _run(options: Namespace, procs: local.Processes) -> int:
             {"name": e.name, "error": str(e.error), "occurrences": e.occurrences}
             for e in stats.errors.values()
         ],
-        "service": _metrics_delta(before, after),
+        "service": _metrics_delta(before, after) if before else {"available": False},
+        "redis": redis,
+        # the storm, as its warm phase starts (cold requests still in flight then included
+        # in the warm part): /metrics since the start, and the Redis nodes
+        "at_warm_start": {
+            "service": _metrics_delta(before, at_warm["metrics"])
+            if before and at_warm.get("metrics")
+            else {"available": False},
+            "redis": at_warm.get("redis", []),
+        }
+        if shape is not None
+        else None,
+        # this process (locust and the harness): CPU seconds, and their share of all cores
+        "locust_cpu_seconds": round(locust_cpu, 2),
+        "locust_cpu_share": round(locust_cpu / (elapsed * (os.cpu_count() or 1)), 3)
+        if elapsed
+        else None,
     }
     failed = gates(options, total)
     summary["sla"] = {"passed": not failed, "failed": failed}

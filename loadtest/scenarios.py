@@ -21,6 +21,7 @@ from locust.contrib.fasthttp import FastHttpUser, ResponseContextManager
 
 from loadtest import checks
 from loadtest.checks import Problem, TokenChecker
+from signer.core import VerificationError
 from signer.core.envelope import b64encode, pack
 from signer.core.verify import decode
 
@@ -37,6 +38,7 @@ class Context:
     salt: str = field(default_factory=lambda: f"lt{random.getrandbits(32):08x}")
     storm_userids: list[int] = field(default_factory=list)
     warm_at: float = 0.0  # storm: perf_counter() when the warm phase starts
+    naive: bool = False  # --baseline-naive: POST /usersig {"userid"} -> {"usersig"}
     counter: itertools.count[int] = field(default_factory=itertools.count)
 
     def userid(self, number: int) -> str:
@@ -79,6 +81,8 @@ class SignerUser(FastHttpUser):
 
     def fetch(self, userid: str, sdkappid: int, name: str) -> dict[str, Any] | None:
         """POST /v1/usersig and check the token; a wrong one is a failure of ``name``."""
+        if self.ctx.naive:
+            return self.fetch_naive(userid, sdkappid, name)
         body = {"sdkappid": sdkappid, "userid": userid}
         with self.client.post(
             "/v1/usersig", json=body, headers=self.headers, name=name, catch_response=True
@@ -91,6 +95,38 @@ class SignerUser(FastHttpUser):
                 response.failure(str(problem))
                 return None
             return answer  # type: ignore[no-any-return]
+
+    def fetch_naive(self, userid: str, sdkappid: int, name: str) -> dict[str, Any] | None:
+        """``--baseline-naive``: bench/naive_app.py's ``POST /usersig {"userid"}``, which
+        answers ``{"usersig"}`` only. The token gets the same checks (it names the userid
+        and sdkappid, has its life left, a share fully verified with the v2 secret); the
+        answer's userid, sdkappid and expires_at, which that API lacks, are the asked ones
+        and the token's own expiry."""
+        with self.client.post(
+            "/usersig", json={"userid": userid}, name=name, catch_response=True
+        ) as response:
+            answer = self._json(response, 200)
+            if answer is None:
+                return None
+            token = answer.get("usersig") if isinstance(answer, dict) else None
+            if not isinstance(token, str):
+                problem = Problem(checks.MALFORMED, f"no usersig in {answer!r:.100}")
+                response.failure(str(self.ctx.checker.count(problem)))
+                return None
+            try:
+                fields = decode(token)
+                expires_at = int(fields["TLS.time"]) + int(fields["TLS.expire"])
+            except (VerificationError, KeyError, TypeError, ValueError) as exc:
+                problem = Problem(checks.UNDECODABLE, f"{type(exc).__name__}: {exc}")
+                response.failure(str(self.ctx.checker.count(problem)))
+                return None
+            full = {"usersig": token, "userid": userid, "sdkappid": sdkappid}
+            full["expires_at"] = expires_at
+            problem = self.ctx.checker.check(full, userid=userid, sdkappid=sdkappid)
+            if problem is not None:
+                response.failure(str(problem))
+                return None
+            return full
 
     def batch(self, userids: list[str], sdkappid: int, name: str) -> None:
         """POST /v1/usersig/batch; every token in it is checked."""

@@ -137,3 +137,34 @@ def test_checks_and_options_import_no_gevent():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_redis_info_is_parsed_into_its_fields():
+    """``INFO memory`` as Redis sends it: section headers and blank lines dropped, values
+    kept as text (``used_memory_human`` is what the storm report quotes).
+    Catches: a report that reads a header as a field or loses the human-readable figure."""
+    from loadtest.local import parse_info
+
+    text = "# Memory\r\nused_memory:1251480\r\nused_memory_human:1.19M\r\n\r\nmaxmemory:0\r\n"
+    assert parse_info(text) == {
+        "used_memory": "1251480",
+        "used_memory_human": "1.19M",
+        "maxmemory": "0",
+    }
+
+
+def test_baseline_naive_options_leave_v1_out_and_need_local():
+    """``--baseline-naive`` targets bench/naive_app.py --mode v2, which signs the v2 app
+    only: v1 is left out; it needs --local and the storm or stampede scenario.
+    Catches: a baseline run sending v1 requests the naive server would sign as v2."""
+    from loadtest.options import parse
+
+    options = parse(["storm", "--local", "--baseline-naive"])
+    assert options.baseline_naive and options.v1_sdkappid == 0 and options.v2_sdkappid
+    for argv in (
+        ["storm", "--target", "http://x", "--api-key-file", "k", "--baseline-naive"],
+        ["batch", "--local", "--baseline-naive"],
+        ["storm", "--local", "--baseline-naive", "--v2-sdkappid", "0"],
+    ):
+        with pytest.raises(SystemExit):
+            parse(argv)
