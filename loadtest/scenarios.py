@@ -38,6 +38,7 @@ class Context:
     salt: str = field(default_factory=lambda: f"lt{random.getrandbits(32):08x}")
     storm_userids: list[int] = field(default_factory=list)
     warm_at: float = 0.0  # storm: perf_counter() when the warm phase starts
+    storm_done: int = 0  # storm: users that have had both their answers
     naive: bool = False  # --baseline-naive: POST /usersig {"userid"} -> {"usersig"}
     counter: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -209,12 +210,15 @@ class SignerUser(FastHttpUser):
 
 
 class StormShape(LoadTestShape):
-    """0 to U users within S seconds (cold), then the same users again within S (warm)."""
+    """0 to U users within S seconds (cold), then the same users again within S (warm).
+
+    It ends 2 S + 2 s after the start, or later if some users have not had both answers
+    yet (a storm the service falls behind on), bounded by ``--run-time``."""
 
     def tick(self) -> tuple[int, float] | None:
         ctx = context()
         users, seconds = ctx.options.users, ctx.options.storm_seconds
-        if self.get_run_time() >= 2 * seconds + 2:
+        if self.get_run_time() >= 2 * seconds + 2 and ctx.storm_done >= users:
             return None
         return users, max(1.0, users / seconds)
 
@@ -243,6 +247,7 @@ class StormUser(SignerUser):
         elif self.phase == "warm":
             self.fetch(self.userid, self.sdkappid, "storm warm")
             self.phase = "done"
+            self.ctx.storm_done += 1
 
     tasks = [_storm]  # noqa: RUF012
 
