@@ -225,10 +225,13 @@ def _run(options: Namespace, procs: local.Processes) -> int:
         runner.start(options.users, spawn_rate=options.spawn_rate or options.users)
     stopper = gevent.spawn_later(options.run_time, runner.quit)
     try:
-        runner.greenlet.join()
+        # A shape that ends only stops the runner (locust quits it in its own headless
+        # mode, not as a library): wait for either.
+        while len(runner.greenlet) and runner.state != "stopped":
+            gevent.sleep(0.1)
     finally:
         stopper.kill()
-        if runner.state not in ("stopped",):
+        if len(runner.greenlet):
             runner.quit()
         elapsed = time.time() - started
         for greenlet in background:
