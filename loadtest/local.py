@@ -71,6 +71,8 @@ def free_port(below: int = 65536) -> int:
             port = random.randrange(20000, below)  # noqa: S311 (a port, not a secret)
             try:
                 sock.bind(("127.0.0.1", port))
+                with socket.socket() as bus:  # the cluster bus port must be free too
+                    bus.bind(("127.0.0.1", port + 10000))
             except OSError:
                 continue
             return port
