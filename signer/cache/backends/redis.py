@@ -46,6 +46,7 @@ LEASE_TIMEOUT = 0.5
 REVOCATION_MARGIN = 60  # seconds a marker outlives max_expire: token writes still in flight
 REVOCATION_BUDGET = 1.0  # seconds a logout or ban may spend on tries before it is refused
 REVOCATION_FIRST_PAUSE = 0.05  # between its tries, doubling
+LISTEN_POLL = 0.5  # seconds the eviction listener waits for a message before looking up
 
 Client = Redis | RedisCluster
 
@@ -282,20 +283,32 @@ class RedisCache:
     async def listen_evictions(self, evict: Callable[[int, str], None]) -> None:
         """Run forever: call ``evict(sdkappid, userid)`` for every broadcast eviction,
         reconnecting (with a pause) whenever Redis goes away."""
+        task = asyncio.current_task()
         while True:
             try:
                 async with self.subscriber.pubsub() as pubsub:
                     await pubsub.subscribe(self.layout.eviction_channel)
-                    async for message in pubsub.listen():
-                        data = message.get("data")
-                        if message.get("type") != "message" or not isinstance(data, bytes):
+                    while True:
+                        # A wait of its own per message: redis-py can swallow a cancel
+                        # that lands in its read, and this task must still end (close).
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=LISTEN_POLL
+                        )
+                        if task is not None and task.cancelling():
+                            raise asyncio.CancelledError
+                        data = None if message is None else message.get("data")
+                        if message is None or message.get("type") != "message":
                             continue
-                        user = self.layout.evicted_user(data)
+                        user = self.layout.evicted_user(data) if isinstance(data, bytes) else None
                         if user is not None:
                             evict(*user)
             except asyncio.CancelledError:
                 raise
             except Exception:
+                # Leaving the subscription while cancelled can raise something else (the
+                # connection's own teardown): that must not turn a cancel into a retry.
+                if task is not None and task.cancelling():
+                    raise
                 await asyncio.sleep(1.0)
 
     # -- health and lifetime ---------------------------------------------------------------
