@@ -143,6 +143,16 @@ class LocalDeployment:
     directory: Path
 
 
+def _wait_ready(probe: str, deadline: float, procs: Processes, name: str, log: Path) -> None:
+    """Until ``probe`` answers 200; if process ``name`` exits or ``deadline`` passes first,
+    RuntimeError with the end of its ``log``."""
+    try:
+        _wait(probe, deadline, name, procs, name)
+    except RuntimeError as exc:
+        tail = log.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{exc}; its log ends:\n{tail}") from None
+
+
 def _wait(probe: str, deadline: float, what: str, procs: Processes, name: str) -> None:
     while True:
         try:
@@ -319,11 +329,7 @@ def start_local(
         names.append(name)
     deadline = time.monotonic() + 60
     for url, name in zip(urls, names, strict=True):
-        try:
-            _wait(f"{url}/readyz", deadline, name, procs, name)
-        except RuntimeError as exc:
-            log = (directory / f"{name}.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{exc}; its log ends:\n{log}") from None
+        _wait_ready(f"{url}/readyz", deadline, procs, name, directory / f"{name}.log")
     return LocalDeployment(
         urls=urls,
         api_key=keys["caller"].read_text().strip(),
@@ -351,11 +357,7 @@ def start_naive(procs: Processes, *, instances: int, v2_sdkappid: int) -> LocalD
         argv += ["--secret-file", str(keys["v2_secret"])]
         procs.start(name, argv, directory / f"{name}.log", cwd=ROOT)
         urls.append(f"http://127.0.0.1:{port}")
-        try:
-            _wait(f"{urls[-1]}/healthz", deadline, name, procs, name)
-        except RuntimeError as exc:
-            log = (directory / f"{name}.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{exc}; its log ends:\n{log}") from None
+        _wait_ready(f"{urls[-1]}/healthz", deadline, procs, name, directory / f"{name}.log")
     return LocalDeployment(
         urls=urls,
         api_key="",
