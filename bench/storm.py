@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import importlib.metadata
 import json
 import os
@@ -79,6 +78,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from http_service import free_port, wait_ready  # noqa: E402
+
+from deploy.local.processes import Processes  # noqa: E402  (the launcher loadtest shares)
 
 PYTHON = sys.executable
 NAIVE_VENV = HERE / ".venv-naive-v1"
@@ -123,95 +124,6 @@ class Server:
 
 
 # ---------------------------------------------------------------- processes
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM it when this bench exits, however it exits."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class Processes:
-    """Everything started here, stopped by pid in reverse order."""
-
-    def __init__(self) -> None:
-        self.started: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def start(
-        self, name: str, argv: list[str], log: Path, **kwargs: Any
-    ) -> subprocess.Popen[bytes]:
-        with open(log, "ab") as handle:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=handle,
-                stderr=handle,
-                start_new_session=True,  # Ctrl-C reaches the bench, which stops them in order
-                preexec_fn=_die_with_parent,
-                **kwargs,
-            )
-        self.started.append((name, process))
-        return process
-
-    def tree(self) -> dict[int, str]:
-        """Every live process started here and its descendants: pid -> /proc start time."""
-        children: dict[int, list[int]] = {}
-        starts: dict[int, str] = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rpartition(")")[2].split()  # after "pid (comm)": state ppid ...
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-            starts[int(entry.name)] = fields[19]
-        found: dict[int, str] = {}
-        todo = [process.pid for _, process in self.started if process.poll() is None]
-        while todo:
-            pid = todo.pop()
-            if pid in starts and pid not in found:
-                found[pid] = starts[pid]
-                todo.extend(children.get(pid, []))
-        return found
-
-    def stop_all(self) -> None:
-        """SIGTERM every process started here, by pid; then check that each of them and
-        of their descendants (HTTP processes, signing workers) is gone."""
-        tree = self.tree()
-        for _, process in reversed(self.started):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for name, process in reversed(self.started):
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                print(f"storm: {name} (pid {process.pid}) ignored SIGTERM; killing it")
-                process.kill()
-                process.wait()
-        self.started.clear()
-        deadline = time.monotonic() + 10
-        while True:
-            left = {pid: start for pid, start in tree.items() if _alive(pid, start)}
-            if not left or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        for pid in left:
-            print(f"storm: pid {pid} outlived its parent; killing it")
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        print(f"storm: stopped {len(tree)} processes ({len(left)} had to be killed)")
-
-
-def _alive(pid: int, start: str) -> bool:
-    """``pid`` still runs and is the process that had start time ``start``."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    fields = stat.rpartition(")")[2].split()
-    return fields[19] == start and fields[0] != "Z"
 
 
 def _raise_on_sigterm(signum: int, frame: object) -> None:
@@ -686,7 +598,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
-    procs = Processes()
+    procs = Processes(say=lambda line: print(f"storm: {line}"))
     results: dict[str, dict[str, list[dict[str, Any]]]] = {
         s.name: {s.first: [], s.second: []} for s in shapes
     }

@@ -14,6 +14,19 @@ _apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+_have() {  # a command on PATH, or in /usr/sbin (not on a plain user's PATH)
+    command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ]
+}
+
+# The Debian packages of commands that are missing: require_packages CMD=PACKAGE ...
+require_packages() {
+    local missing=() pair
+    for pair in "$@"; do
+        _have "${pair%%=*}" || missing+=("${pair#*=}")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then _apt_install "${missing[@]}"; fi
+}
+
 bootstrap() {
     local extras="${1:-}" missing=()
     command -v openssl >/dev/null || missing+=(openssl)
@@ -22,7 +35,9 @@ bootstrap() {
         *test*)
             command -v chromium >/dev/null || missing+=(chromium)
             command -v redis-server >/dev/null || missing+=(redis-server)  # real Redis in tests
-            command -v wrk >/dev/null || missing+=(wrk) ;;  # for bench/http_service.py
+            command -v wrk >/dev/null || missing+=(wrk)  # for bench/http_service.py
+            _have nginx || missing+=(nginx)  # deploy/local's balancer, in tests/deploy
+            _have systemd-analyze || missing+=(systemd) ;;  # verifies deploy/systemd's unit
     esac
     if [ ${#missing[@]} -gt 0 ]; then _apt_install "${missing[@]}"; fi
 
