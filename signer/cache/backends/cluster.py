@@ -2,7 +2,9 @@
 keys spread over hash slots.
 
 URL: ``redis+cluster://[user:pass@]host:port[,host:port...]`` (``rediss+cluster://`` for
-TLS); any reachable node is enough to discover the rest. Reads are MGETs split
+TLS, with redis-py's ``ssl_*`` options as query parameters, as a ``rediss://`` URL takes
+them: ``?ssl_ca_certs=/etc/signer/redis-ca.pem``); any reachable node is enough to
+discover the rest. Reads are MGETs split
 per slot by redis-py and writes are non-transactional cluster pipelines split per node, so
 a batch whose users live in many slots costs a round trip per node, not per key. Each
 user's keys share the hash tag ``{sdkappid:userid}``, so they always live in one slot.
@@ -12,7 +14,7 @@ Eviction broadcasts use ordinary PUBLISH, which a cluster propagates to every no
 from __future__ import annotations
 
 from typing import Any, Self
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
@@ -21,6 +23,20 @@ from redis.backoff import NoBackoff
 
 from signer.cache.backends.redis import RedisCache
 from signer.cache.breaker import CircuitBreaker
+
+
+def _flag(value: str) -> bool:
+    return value.lower() not in ("0", "false", "no", "off", "")
+
+
+# The TLS options a cluster URL may carry (the names redis-py's rediss:// URLs take).
+TLS_OPTIONS: dict[str, Any] = {
+    "ssl_ca_certs": str,  # a PEM file of the CAs that signed the nodes' certificates
+    "ssl_certfile": str,  # a client certificate, for tls-auth-clients yes
+    "ssl_keyfile": str,
+    "ssl_cert_reqs": str,  # required (default), optional or none
+    "ssl_check_hostname": _flag,
+}
 
 
 def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
@@ -34,6 +50,12 @@ def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
         name, _, port = host.rpartition(":")
         nodes.append((name or "127.0.0.1", int(port or 6379)))
     options: dict[str, Any] = {"ssl": parts.scheme == "rediss+cluster"}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in TLS_OPTIONS:
+            raise ValueError(
+                f"unknown cluster URL option {name!r}: use {', '.join(sorted(TLS_OPTIONS))}"
+            )
+        options[name] = TLS_OPTIONS[name](value)
     if parts.username:
         options["username"] = parts.username
     if parts.password:
