@@ -4,6 +4,7 @@ stopped as a user would, from the shell scripts."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import urllib.request
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local.processes import Tracked, descendants, start_time
 from deploy.local.redis import cluster_layout
@@ -113,6 +116,31 @@ class TestUp:
         assert "already running" in again.stdout
         assert deployment["state"]["url"] in again.stdout
         assert (directory / "state.json").read_text() == before
+
+
+class TestAlertRules:
+    def test_every_series_the_alert_rules_name_is_exported(
+        self, deployment: dict[str, Any]
+    ) -> None:
+        """Each ``signer_*`` series in deploy/prometheus/alerts.yml is in the /metrics of a
+        running instance (after the requests above), with the labels the rule selects."""
+        rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+        exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+        named = {name for expr in exprs for name in re.findall(r"\b(signer_\w+)", expr)}
+        assert len(named) >= 8
+        url = deployment["state"]["instances"][0]["url"]
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        exported = {
+            sample.name: sample.labels
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+        assert named <= set(exported), sorted(named - set(exported))
+        for expr in exprs:  # label matchers name labels the series have
+            for name, labels in re.findall(r"\b(signer_\w+)\{([^}]*)\}", expr):
+                for label in re.findall(r"(\w+)\s*=~?", labels):
+                    assert label in exported[name], (name, label)
 
 
 class TestDown:

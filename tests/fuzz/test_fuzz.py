@@ -33,7 +33,7 @@ def test_a_seeded_run_finds_nothing(tmp_path: Path) -> None:
     """20,000 inputs from seed 1: the verifier only refuses with Tencent's codes, the body
     parser only with its API errors, and the repeated-key check agrees with its exact
     twin on every body."""
-    result = _fuzz(tmp_path / "corpus", f"-runs={RUNS}", "-seed=1")
+    result = _fuzz(tmp_path / "corpus", f"-runs={RUNS}", "-seed=1", f"-artifact_prefix={tmp_path}/")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Done {RUNS} runs" in result.stdout + result.stderr
 
@@ -42,6 +42,12 @@ def test_a_wrong_answer_of_the_repeated_key_check_is_caught(tmp_path: Path) -> N
     """With the repeated-key check made to miss every repeat, the run stops at the seed
     whose body names a key twice: the target can fail."""
     prelude = "targets.duplicate_key = lambda raw, data: None"
-    result = _fuzz(tmp_path / "corpus", "-runs=100", "-seed=1", prelude=prelude)
+    result = _fuzz(
+        tmp_path / "corpus",
+        "-runs=100",
+        "-seed=1",
+        f"-artifact_prefix={tmp_path}/",
+        prelude=prelude,
+    )
     assert result.returncode != 0
     assert "AssertionError" in result.stdout + result.stderr
