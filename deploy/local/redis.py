@@ -20,6 +20,8 @@ from deploy.local.processes import Processes, free_port
 from deploy.local.tls import Tls
 
 CLUSTER_NODE_TIMEOUT_MS = 2000  # a master unreachable this long is failed over
+CLUSTER_OPTIONS = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+CLUSTER_OPTIONS += ["--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS)]
 
 
 def redis_server(
@@ -100,11 +102,9 @@ def start_cluster(
     """``masters`` ``--cluster-enabled`` servers and ``replicas`` replicas of each, joined
     by ``redis-cli --cluster create`` (everything over TLS with ``tls``); returns once every
     node says ``cluster_state:ok`` and every replica is in sync with its master."""
-    options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
-    options += ["--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS)]
     count = masters * (1 + replicas)
     ports = [
-        redis_server(procs, directory, f"redis-{i}", options, below=55000, tls=tls)
+        redis_server(procs, directory, f"redis-{i}", CLUSTER_OPTIONS, below=55000, tls=tls)
         for i in range(count)
     ]
     cli = shutil.which("redis-cli") or "redis-cli"
@@ -165,6 +165,14 @@ def cluster_layout(port: int, tls: Tls | None = None) -> dict[int, list[int]]:
         if "slave" in flags and "fail" not in flags and ids.get(master) in layout:
             layout[ids[master]].append(node_port)
     return layout
+
+
+def port_of(argv: list[str]) -> int | None:
+    """The port a redis-server command line listens on (its TLS port if it has one)."""
+    for option in ("--tls-port", "--port"):
+        if option in argv and argv[argv.index(option) + 1] != "0":
+            return int(argv[argv.index(option) + 1])
+    return None
 
 
 def parse_info(text: str) -> dict[str, str]:

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ from typing import Any
 from deploy.local.config import V1_APP, signer_config
 from deploy.local.keys import ROOT, make_keys
 from deploy.local.processes import Processes, Tracked, free_port, stop_tracked, wait_http
-from deploy.local.redis import ClusterNodes, redis_server, redis_url, start_cluster
+from deploy.local.proxy import Proxy
+from deploy.local.redis import ClusterNodes, port_of, redis_server, redis_url, start_cluster
 from deploy.local.tls import Tls, make_certs
 
 DEFAULT_DIR = ROOT / "deploy" / "local" / "run"
@@ -112,7 +114,7 @@ class Topology:
     port: int = 0  # nginx's; 0 = a free one
     shutdown_timeout: float = 10.0
     cache_timeout: float = 0.05
-    cache_url_override: str = ""  # e.g. through a proxy the fault suite controls
+    through_proxy: bool = False  # standalone Redis reached through a Proxy of this process
     detached: bool = False  # outlive this process (deploy/local/up)
     procs: Processes = field(init=False)
     keys: dict[str, Path] = field(init=False, default_factory=dict)
@@ -120,6 +122,7 @@ class Topology:
     cluster: ClusterNodes | None = field(init=False, default=None)
     redis_port: int = field(init=False, default=0)
     certs: Tls | None = field(init=False, default=None)
+    proxy: Proxy | None = field(init=False, default=None)
     cache_url: str = field(init=False, default="")
     v1_version: str = field(init=False, default="1")
     v1_key: str = field(init=False, default="keys/v1/private_key")
@@ -161,6 +164,8 @@ class Topology:
         if self.tls:
             self.certs = make_certs(self.directory / "tls")
         self.start_redis()
+        if self.through_proxy:
+            self.proxy = Proxy(self.redis_port).start()
         self.write_config()
         self.members = [Instance(f"signer-{i}", free_port()) for i in range(self.instances)]
         for member in self.members:
@@ -194,7 +199,7 @@ class Topology:
     def write_config(self) -> None:
         """The shared config, as it is now (keys, previous keys, cache URL)."""
         text = signer_config(
-            self.cache_url_override or self.cache_url,
+            redis_url(self.proxy.port) if self.proxy else self.cache_url,
             processes=self.processes,
             workers=self.workers,
             v1_key=self.v1_key,
@@ -220,6 +225,14 @@ class Topology:
         alive = lambda: self.procs.alive(member.name)  # noqa: E731
         wait_http(f"{member.url}/readyz", deadline, alive, member.name, log)
 
+    def redis_process(self, port: int) -> tuple[str, subprocess.Popen[bytes]]:
+        """The name and process of the running redis-server on ``port``."""
+        for name, process in self.procs.started:
+            argv = [str(a) for a in process.args]  # type: ignore[union-attr]
+            if name.startswith("redis") and process.poll() is None and port_of(argv) == port:
+                return name, process
+        raise LookupError(f"no redis-server runs on port {port}")
+
     def pid(self, name: str) -> int:
         for started, process in reversed(self.procs.started):
             if started == name and process.poll() is None:
@@ -235,10 +248,10 @@ class Topology:
         process.wait(timeout=timeout)
         return time.monotonic() - began
 
-    def rotate_v1_key(self) -> str:
+    def rotate_v1_key(self, before_reload: Callable[[], None] | None = None) -> str:
         """A new v1 key (``signer keygen``) named by a new version, the old one kept as a
-        previous key, the config rewritten; then SIGHUP to every instance. The new
-        version."""
+        previous key, the config rewritten; ``before_reload()``, then SIGHUP to every
+        instance. The new version."""
         old_version, old_key = self.v1_version, self.v1_key
         version = str(int(old_version) + 1)
         out = self.directory / "keys" / f"v1-{version}"
@@ -247,6 +260,8 @@ class Topology:
         self.previous.append((old_version, str(Path(old_key).parent / "public_key")))
         self.v1_version, self.v1_key = version, f"keys/v1-{version}/private_key"
         self.write_config()
+        if before_reload is not None:
+            before_reload()
         for member in self.members:
             os.kill(self.pid(member.name), signal.SIGHUP)
         return version
@@ -306,6 +321,8 @@ class Topology:
 
     def stop(self) -> int:
         killed = self.procs.stop_all()
+        if self.proxy is not None:
+            self.proxy.stop()
         (self.directory / "state.json").unlink(missing_ok=True)
         return killed
 
