@@ -18,7 +18,6 @@ from http import HTTPStatus
 from aiohttp import hdrs, web
 from multidict import istr
 
-from signer.config import Caller
 from signer.core import SignerError
 from signer.service.auth import authenticate
 from signer.service.errors import ApiError, InternalError, from_http_exception, from_signer_error
@@ -81,7 +80,16 @@ def guarded(handler: Handler, route: str, authenticated: bool = True) -> Handler
         method = request.method if request.method in _METHODS else "OTHER"
         state.metrics.observe(route, method, response.status, seconds)
         if info_enabled():
-            _access_line(request, request_id, route, response, caller, outcome, seconds)
+            access_line(
+                request_id,
+                request.method,
+                route,
+                response.status,
+                caller.name if caller else None,
+                request.get(SDKAPPID),
+                outcome,
+                seconds,
+            )
         return response
 
     edge.__name__ = edge.__qualname__ = getattr(handler, "__name__", "handler")
@@ -97,26 +105,3 @@ def method_not_allowed(allowed: list[str]) -> Handler:
         raise web.HTTPMethodNotAllowed(request.method, allowed)
 
     return refuse
-
-
-def _access_line(
-    request: web.Request,
-    request_id: str,
-    route: str,
-    response: web.StreamResponse,
-    caller: Caller | None,
-    outcome: str,
-    seconds: float,
-) -> None:
-    access_line(
-        {
-            "request_id": request_id,
-            "method": request.method,
-            "route": route,
-            "status": response.status,
-            "caller": caller.name if caller else None,
-            "sdkappid": request.get(SDKAPPID),
-            "outcome": outcome,
-            "latency_ms": round(seconds * 1000, 3),
-        }
-    )

@@ -72,18 +72,29 @@ class TestAccessLine:
         Catches: a line a log pipeline would parse differently (a missing ``level`` or
         ``timestamp``, another time format) for the one line written per request."""
         code = (
+            "import sys\n"
             "from signer.service import logs\n"
             "logs.configure('json', 'info')\n"
-            "fields = {'request_id': 'r1', 'status': 200, 'caller': None, 'latency_ms': 0.5}\n"
-            "logs.get_logger('x').info('request', **fields)\n"
-            "logs.access_line(dict(fields))\n"
+            "for args in [\n"
+            "    ('r1', 'POST', '/v1/usersig', 200, None, None, 'ok', 0.0005),\n"
+            "    ('r2', 'PATCH', '/v1/{x}', 422, 'a \"q\" \\\\ \u00e9', 1400000001, 'x', 1.5),\n"
+            "]:\n"
+            "    names = ['request_id', 'method', 'route', 'status', 'caller', 'sdkappid',\n"
+            "             'outcome']\n"
+            "    fields = dict(zip(names, args))\n"
+            "    fields['latency_ms'] = round(args[-1] * 1000, 3)\n"
+            "    logs.get_logger('x').info('request', **fields)\n"
+            "    logs.access_line(*args)\n"
+            "    sys.stderr.flush()\n"
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
-        via_structlog, direct = (json.loads(line) for line in out.stderr.splitlines())
-        assert list(direct) == list(via_structlog)
-        assert {k: v for k, v in direct.items() if k != "timestamp"} == {
-            k: v for k, v in via_structlog.items() if k != "timestamp"
-        }
+        lines = [json.loads(line) for line in out.stderr.splitlines()]
+        assert len(lines) == 4, out.stderr
+        for via_structlog, direct in (lines[0:2], lines[2:4]):
+            assert list(direct) == list(via_structlog)
+            assert {k: v for k, v in direct.items() if k != "timestamp"} == {
+                k: v for k, v in via_structlog.items() if k != "timestamp"
+            }
         pattern = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
         assert re.fullmatch(pattern, direct["timestamp"]), direct["timestamp"]
         # (datetime.isoformat leaves the fraction out when it is .000000)
