@@ -189,7 +189,7 @@ class CacheSettings(_Renaming):
     refresh_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.2
     lease: Annotated[float, Field(ge=0.01, le=60)] = 2.0
     lease_wait: Annotated[float, Field(ge=0, le=60)] = 0.5
-    l1_entries: Annotated[int, Field(ge=0)] = 10_000
+    l1_entries: Annotated[int, Field(ge=0)] = 0
     l1_ttl: Annotated[int, Field(ge=1, le=3600)] = 5
 
     @model_validator(mode="after")

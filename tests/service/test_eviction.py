@@ -48,6 +48,7 @@ def shared_cache_config(
             "breaker_reset": breaker_reset,
             "min_remaining": 60,
             "refresh_ahead": 120,
+            "l1_entries": 10_000,  # L1 in front of Redis: what an eviction must reach
         },
     )
 

@@ -22,6 +22,13 @@ def redis_config(deployment: Deployment, redis_server: RedisServer) -> Path:
     return write_config(deployment.directory, name="redis.toml", cache=cache)
 
 
+@pytest.fixture
+def l1_config(deployment: Deployment, redis_server: RedisServer) -> Path:
+    """Redis with an L1 in front (off by default): what an eviction must empty too."""
+    cache = {"url": redis_server.url, "timeout": 0.05, "l1_entries": 10_000}
+    return write_config(deployment.directory, name="redis-l1.toml", cache=cache)
+
+
 async def test_instances_share_tokens_through_redis(
     make_client: ClientFactory, redis_config: Path, deployment: Deployment
 ) -> None:
@@ -36,7 +43,7 @@ async def test_instances_share_tokens_through_redis(
     ).json()
     assert (served["cached"], served["usersig"]) == (True, minted["usersig"])
     ready = await (await second.get("/readyz")).json()
-    assert ready["details"]["cache"] == {"backend": "redis+l1", "up": True}
+    assert ready["details"]["cache"] == {"backend": "redis", "up": True}
 
 
 async def test_an_entry_for_another_user_is_never_served(
@@ -134,12 +141,12 @@ async def test_paused_redis_adds_at_most_the_budget(
 
 async def test_eviction_reaches_another_instances_l1(
     make_client: ClientFactory,
-    redis_config: Path,
+    l1_config: Path,
     deployment: Deployment,
     redis_server: RedisServer,
 ) -> None:
     """DELETE on one instance: the other instance's in-process cache drops the user too."""
-    first, second = await make_client(redis_config), await make_client(redis_config)
+    first, second = await make_client(l1_config), await make_client(l1_config)
     headers, body = deployment.headers(), {"sdkappid": V2_APP, "userid": "leaver"}
     minted = await (await first.post("/v1/usersig", json=body, headers=headers)).json()
     for _ in range(2):  # met twice, the token is in second's L1 too (a hot key)
