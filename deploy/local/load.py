@@ -12,6 +12,7 @@ answer names (so a key rotation is checked too), v2 against the secret.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import threading
 import time
@@ -109,12 +110,16 @@ class Load:
             async with session.post(
                 f"{self.url}/v1/usersig", json={"sdkappid": sdkappid, "userid": userid}
             ) as answer:
-                body = await answer.json(content_type=None)
+                text = await answer.text()
+                try:
+                    body = json.loads(text)
+                except ValueError:
+                    body = text[:80]  # nginx's own HTML error page, say
                 if answer.status != 200:
                     problem: Problem | None = Problem(HTTP_STATUS, f"{answer.status} {body}")
                 else:
                     problem = self._check(body, sdkappid, userid)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             problem = Problem("connection", f"{type(exc).__name__}: {exc}")
         if problem is not None:
             failure = problem.kind

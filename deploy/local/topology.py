@@ -275,7 +275,9 @@ class Topology:
     # ------------------------------------------------------------- nginx
 
     def write_nginx(self) -> Path:
-        servers = "\n".join(f"        server 127.0.0.1:{m.port};" for m in self.members)
+        # max_fails=0: an instance that refused (restarting) is tried again at once rather
+        # than held down for 10 s, which in a rolling restart leaves no instance at all.
+        servers = "\n".join(f"        server 127.0.0.1:{m.port} max_fails=0;" for m in self.members)
         user = "user nobody nogroup;\n" if os.geteuid() == 0 else ""
         conf = self.directory / "nginx.conf"
         text = NGINX.format(user=user, dir=self.directory, servers=servers, port=self.port)
