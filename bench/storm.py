@@ -79,6 +79,7 @@ sys.path.insert(0, str(HERE))
 
 from http_service import free_port, wait_ready  # noqa: E402
 
+from deploy.local.keys import make_keys  # noqa: E402
 from deploy.local.processes import Processes  # noqa: E402  (the launcher loadtest shares)
 
 PYTHON = sys.executable
@@ -224,27 +225,6 @@ def start_redis(procs: Processes, tmp: Path) -> tuple[str, Any]:
                 ) from exc
             time.sleep(0.05)
     return f"redis://127.0.0.1:{port}/0", client
-
-
-def make_keys(tmp: Path) -> dict[str, Path]:
-    keys = tmp / "keys"
-    signer = [PYTHON, "-m", "signer", "keygen"]
-    subprocess.run([*signer, "--out", str(keys / "v1")], check=True, capture_output=True, cwd=ROOT)
-    subprocess.run(
-        [*signer, "--kind", "v2", "--out", str(keys / "v2")],
-        check=True,
-        capture_output=True,
-        cwd=ROOT,
-    )
-    caller = keys / "caller"
-    caller.write_text(secrets.token_urlsafe(32) + "\n")
-    caller.chmod(0o600)
-    return {
-        "v1_private": keys / "v1" / "private_key",
-        "v1_public": keys / "v1" / "public_key",
-        "v2_secret": keys / "v2" / "secret",
-        "caller": caller,
-    }
 
 
 SIGNER_ENV: dict[str, str] = {}
@@ -607,7 +587,7 @@ def main() -> None:
     try:
         if "naive-v1" in wanted:  # first: it may have to make its venv
             python, mode, info["naive_v1"] = naive_v1()
-        keys = make_keys(tmp)
+        keys = make_keys(tmp, PYTHON)
         api_key = keys["caller"].read_text().strip()
         servers: dict[str, Server] = {}
         redis_url, redis_client = "", None
