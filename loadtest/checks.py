@@ -106,7 +106,8 @@ class TokenChecker:
             return Problem(WRONG_SDKAPPID, f"asked {sdkappid}, token is for {inner_app!r}")
         try:
             issued = int(fields["TLS.time"])
-            lifetime = int(fields.get("TLS.expire_after", fields.get("TLS.expire")))
+            name = "TLS.expire_after" if "TLS.expire_after" in fields else "TLS.expire"
+            lifetime = int(fields[name])
         except (KeyError, TypeError, ValueError):
             return Problem(UNDECODABLE, "TLS.time or its lifetime is missing or not a number")
         if issued + lifetime != expires_at:

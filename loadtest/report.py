@@ -81,9 +81,15 @@ def history(folder: Path) -> dict[str, list[dict[str, float]]]:
     return rows
 
 
-def collect(dirs: list[Path]) -> tuple[dict[tuple[str, int], list[dict[str, Any]]], dict]:
-    runs: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-    sweep: dict[tuple[str, int], dict[str, Any]] = {}
+Runs = dict[tuple[str, int], list[dict[str, Any]]]
+"""The storm summaries by (server, instances), one per round."""
+Sweep = dict[tuple[str, int], dict[str, Any]]
+"""The summary of one storm by (server, users)."""
+
+
+def collect(dirs: list[Path]) -> tuple[Runs, Sweep]:
+    runs: Runs = defaultdict(list)
+    sweep: Sweep = {}
     for series in dirs:
         for folder in sorted(p for p in series.iterdir() if (p / "summary.json").exists()):
             if match := RUN.match(folder.name):
@@ -104,7 +110,7 @@ def median(runs: list[dict[str, Any]], name: str, key: str) -> float:
     return statistics.median(phase(s, name, key) for s in runs)
 
 
-def plot_timeline(runs: dict, out: Path) -> None:
+def plot_timeline(runs: Runs, out: Path) -> None:
     kinds = [k for k in ("signer", "naive") if (k, 1) in runs]
     fig, axes = plt.subplots(2, len(kinds), figsize=(6 * len(kinds), 7), squeeze=False)
     for col, kind in enumerate(kinds):
@@ -137,7 +143,7 @@ def plot_timeline(runs: dict, out: Path) -> None:
     plt.close(fig)
 
 
-def plot_instances(runs: dict, out: Path) -> None:
+def plot_instances(runs: Runs, out: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     groups = [(k, n) for k in ("signer", "naive") for n in (1, 2) if (k, n) in runs]
     width = 0.38
@@ -163,7 +169,7 @@ def plot_instances(runs: dict, out: Path) -> None:
     plt.close(fig)
 
 
-def plot_concurrency(runs: dict, sweep: dict, out: Path) -> None:
+def plot_concurrency(runs: Runs, sweep: Sweep, out: Path) -> None:
     if not sweep:
         return
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -176,17 +182,19 @@ def plot_concurrency(runs: dict, sweep: dict, out: Path) -> None:
                     {n: phase(summary, n, "p99_ms") for n in PHASES},
                 )
         if (kind, 1) in runs:
-            main = runs[(kind, 1)]
-            points[main[0]["users"]] = (
-                {n: median(main, n, "span_rps") for n in PHASES},
-                {n: median(main, n, "p99_ms") for n in PHASES},
+            rounds = runs[(kind, 1)]
+            points[rounds[0]["users"]] = (
+                {n: median(rounds, n, "span_rps") for n in PHASES},
+                {n: median(rounds, n, "p99_ms") for n in PHASES},
             )
-        users = sorted(points)
+        counts = sorted(points)
         for name, style in zip(PHASES, ("-", "--"), strict=True):
             label = f"{kind}, {name.split()[1]}"
-            left.plot(users, [points[u][0][name] for u in users], style, marker=marker, label=label)
+            left.plot(
+                counts, [points[u][0][name] for u in counts], style, marker=marker, label=label
+            )
             right.plot(
-                users, [points[u][1][name] for u in users], style, marker=marker, label=label
+                counts, [points[u][1][name] for u in counts], style, marker=marker, label=label
             )
     left.set_title("req/s of the phase")
     right.set_title("p99, ms")
@@ -200,7 +208,7 @@ def plot_concurrency(runs: dict, sweep: dict, out: Path) -> None:
     plt.close(fig)
 
 
-def table(runs: dict) -> str:
+def table(runs: Runs) -> str:
     lines = [
         "| run | phase | req/s | p99 ms | failures | tokens signed | hit ratio | Redis after |",
         "|---|---|---:|---:|---:|---:|---:|---|",
@@ -250,9 +258,9 @@ def table(runs: dict) -> str:
     for n in (1, 2):
         if ("signer", n) in runs and ("naive", n) in runs:
             for name in PHASES:
-                s, b = runs[("signer", n)], runs[("naive", n)]
-                ratio = median(s, name, "span_rps") / median(b, name, "span_rps")
-                p99 = median(s, name, "p99_ms") / median(b, name, "p99_ms")
+                ours, theirs = runs[("signer", n)], runs[("naive", n)]
+                ratio = median(ours, name, "span_rps") / median(theirs, name, "span_rps")
+                p99 = median(ours, name, "p99_ms") / median(theirs, name, "p99_ms")
                 lines.append(f"| {name.split()[1]} | {n} | **{ratio:.2f}x** | {p99:.2f}x |")
     share = [s["locust_cpu_share"] for group in runs.values() for s in group]
     lines.append("")

@@ -111,15 +111,15 @@ class SignerUser(FastHttpUser):
                 return None
             token = answer.get("usersig") if isinstance(answer, dict) else None
             if not isinstance(token, str):
-                problem = Problem(checks.MALFORMED, f"no usersig in {answer!r:.100}")
-                response.failure(str(self.ctx.checker.count(problem)))
+                malformed = Problem(checks.MALFORMED, f"no usersig in {answer!r:.100}")
+                response.failure(str(self.ctx.checker.count(malformed)))
                 return None
             try:
                 fields = decode(token)
                 expires_at = int(fields["TLS.time"]) + int(fields["TLS.expire"])
             except (VerificationError, KeyError, TypeError, ValueError) as exc:
-                problem = Problem(checks.UNDECODABLE, f"{type(exc).__name__}: {exc}")
-                response.failure(str(self.ctx.checker.count(problem)))
+                undecodable = Problem(checks.UNDECODABLE, f"{type(exc).__name__}: {exc}")
+                response.failure(str(self.ctx.checker.count(undecodable)))
                 return None
             full = {"usersig": token, "userid": userid, "sdkappid": sdkappid}
             full["expires_at"] = expires_at
@@ -141,8 +141,8 @@ class SignerUser(FastHttpUser):
             results = answer.get("results") if isinstance(answer, dict) else None
             if not isinstance(results, list) or len(results) != len(userids):
                 got = len(results) if isinstance(results, list) else None
-                problem = Problem(checks.MALFORMED, f"{len(userids)} userids, {got} results")
-                response.failure(str(self.ctx.checker.count(problem)))
+                malformed = Problem(checks.MALFORMED, f"{len(userids)} userids, {got} results")
+                response.failure(str(self.ctx.checker.count(malformed)))
                 return
             first: Problem | None = None
             bad = 0
@@ -237,7 +237,7 @@ class StormUser(SignerUser):
     def wait_time(self) -> float:
         # Waiting (not sleeping in a task) lets locust stop the user at once at the end.
         if self.phase == "warm":
-            return max(0.0, self.warm_at - time.perf_counter())
+            return max(0.0, float(self.warm_at - time.perf_counter()))
         return 3600.0
 
     def _storm(self) -> None:

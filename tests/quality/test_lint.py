@@ -1,4 +1,5 @@
-"""Lint and types are part of the test suite: ruff check, ruff format --check, mypy signer."""
+"""Lint and types are part of the test suite: ruff check, ruff format --check, and mypy
+on signer and loadtest."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
     [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
-        ["mypy", "signer"],
+        ["mypy", "signer", "loadtest"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],
 )
