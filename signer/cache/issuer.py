@@ -8,7 +8,8 @@ but a new one is signed in the background, each lookup drawing its own threshold
 
 A miss is signed once per key: concurrent misses in this process share one signing (a
 single-flight table), and across instances a short lease in the shared store lets one
-instance sign while the others wait a bounded time for its result, then sign themselves.
+instance sign while the others wait a bounded time for its result (one of them takes the
+lease over if the holder lets go without a token or vanishes), then sign themselves.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from signer.cache.base import CacheBackend, CachedToken, CacheKey
 from signer.core import IssuedToken, SignerError
 from signer.engine import Engine, SignRequest
 
-LEASE_POLL_SECONDS = 0.01
+LEASE_POLL_SECONDS = 0.01  # the first pause of a waiter on another instance's lease
+LEASE_POLL_MAX_SECONDS = 0.05  # its pauses double up to this
 
 
 class Issued(NamedTuple):
@@ -59,7 +61,7 @@ class AppPolicy:
     refresh_ahead: int = 0
     refresh_jitter: float = 0.2
     lease_seconds: float = 2.0
-    lease_wait: float = 0.5
+    lease_wait: float = 2.0
 
 
 class TokenIssuer:
@@ -183,35 +185,37 @@ class TokenIssuer:
             won, entry = await self.cache.acquire_lease(key, app.lease_seconds)
         else:
             won, entry = leased, None
-        if won:
-            token: IssuedToken | None = None
-            try:
-                # Double-check: the previous holder may have stored the token and let go
-                # between our miss and our lease (the entry came back with the lease).
-                if result(entry):
-                    assert entry is not None
-                    return Issued.from_cache(entry)
-                token = await self.engine.sign(
-                    SignRequest(app.sdkappid, key.userid, key.expire, userbuf)
-                )
-                return Issued.from_token(token)
-            finally:
-                # Stored and let go in one step, not awaited: the answer is in our hands,
-                # and the instances waiting on the lease read exactly that write.
-                stored = None if token is None else self._entry(key, token, app)
-                await self.cache.release_lease(key, None if stored is None else stored[1:])
-        if result(entry):
-            assert entry is not None
-            return Issued.from_cache(entry)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + app.lease_wait  # real time, whatever clock tokens use
-        while loop.time() < deadline:
-            await asyncio.sleep(LEASE_POLL_SECONDS)
-            (entry,) = await self.cache.get_many([key])
+        pause = LEASE_POLL_SECONDS
+        while not won:
             if result(entry):
                 assert entry is not None
                 return Issued.from_cache(entry)
-        return await self._sign(app, key, userbuf)  # the holder is slow or gone
+            if loop.time() >= deadline:
+                return await self._sign(app, key, userbuf)  # the holder is slow past our wait
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, LEASE_POLL_MAX_SECONDS)
+            # Polled with the lease itself, not a plain read: a holder that lets go without
+            # a token (its signing failed) or whose lease ran out (it is gone) hands the
+            # signing to exactly one waiter, instead of every waiter signing at its deadline.
+            won, entry = await self.cache.acquire_lease(key, app.lease_seconds)
+        token: IssuedToken | None = None
+        try:
+            # Double-check: the previous holder may have stored the token and let go
+            # between our miss and our lease (the entry came back with the lease).
+            if result(entry):
+                assert entry is not None
+                return Issued.from_cache(entry)
+            token = await self.engine.sign(
+                SignRequest(app.sdkappid, key.userid, key.expire, userbuf)
+            )
+            return Issued.from_token(token)
+        finally:
+            # Stored and let go in one step, not awaited: the answer is in our hands,
+            # and the instances waiting on the lease read exactly that write.
+            stored = None if token is None else self._entry(key, token, app)
+            await self.cache.release_lease(key, None if stored is None else stored[1:])
 
     async def _sign(self, app: AppPolicy, key: CacheKey, userbuf: bytes | None) -> Issued:
         token = await self.engine.sign(SignRequest(app.sdkappid, key.userid, key.expire, userbuf))

@@ -168,7 +168,10 @@ class CacheSettings(_Renaming):
     ``breaker_reset`` seconds (requests are then signed locally). A token with less than
     ``refresh_ahead`` seconds left is served and re-signed in the background; a miss takes a
     ``lease`` so one instance signs while others wait up to ``lease_wait`` seconds for its
-    token. L1 entries (in front of Redis) live at most ``l1_ttl`` seconds."""
+    token (by default as long as the lease itself: under a storm a holder's mint queues,
+    and a waiter that signs too only queues behind it); a lease let go without a token, or
+    run out, passes to one waiter. L1 entries (in front of Redis) live at most ``l1_ttl``
+    seconds."""
 
     RENAMED: ClassVar[dict[str, tuple[str, float]]] = {
         "timeout_ms": ("timeout", 0.001),
@@ -188,7 +191,7 @@ class CacheSettings(_Renaming):
     refresh_ahead: Seconds = 7200
     refresh_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.2
     lease: Annotated[float, Field(ge=0.01, le=60)] = 2.0
-    lease_wait: Annotated[float, Field(ge=0, le=60)] = 0.5
+    lease_wait: Annotated[float, Field(ge=0, le=60)] = 2.0
     l1_entries: Annotated[int, Field(ge=0)] = 0
     l1_ttl: Annotated[int, Field(ge=1, le=3600)] = 5
 
