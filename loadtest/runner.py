@@ -33,7 +33,15 @@ from loadtest.checks import TokenChecker, load_keys
 DEFAULT_USERS = {"storm": 1000, "stampede": 50, "batch": 4, "verify": 20, "mixed": 50}
 EXIT_SLA = 1  # an SLA gate failed
 EXIT_ERROR = 2  # the run could not be made (bad options, a service that did not start)
-_SAMPLE = re.compile(r"^(signer_tokens_signed_total|signer_cache_lookups_total)(\{[^}]*\})? (\S+)$")
+_SAMPLE = re.compile(
+    r"^(signer_tokens_signed_total|signer_cache_lookups_total|signer_cache_errors_total"
+    r"|signer_cache_dropped_writes_total)(\{[^}]*\})? (\S+)$"
+)
+_TOTALS = {
+    "signer_tokens_signed_total": "signed",
+    "signer_cache_errors_total": "cache_errors",
+    "signer_cache_dropped_writes_total": "dropped_writes",
+}
 
 log = logging.getLogger("loadtest")
 
@@ -43,8 +51,9 @@ class Stop(Exception):
 
 
 def scrape(url: str) -> dict[str, float]:
-    """Signatures computed and cache lookups by result from one ``/metrics``."""
-    out = {"signed": 0.0, "hit": 0.0, "miss": 0.0, "stale": 0.0, "mismatch": 0.0}
+    """Signatures computed, cache lookups by result, and the shared cache's failed calls
+    and dropped writes (why a warm request may sign again) from one ``/metrics``."""
+    out = dict.fromkeys(("signed", "hit", "miss", "stale", "mismatch", *_TOTALS.values()), 0.0)
     try:
         with urllib.request.urlopen(f"{url}/metrics", timeout=10) as answer:  # noqa: S310
             text = answer.read().decode("utf-8", "replace")
@@ -56,8 +65,8 @@ def scrape(url: str) -> dict[str, float]:
         if match is None:
             continue
         name, labels, value = match.groups()
-        if name == "signer_tokens_signed_total":
-            out["signed"] += float(value)
+        if name in _TOTALS:
+            out[_TOTALS[name]] += float(value)
         else:
             result = re.search(r'result="([^"]*)"', labels or "")
             if result is not None and result.group(1) in out:
@@ -76,6 +85,8 @@ def _metrics_delta(before: list[dict[str, float]], after: list[dict[str, float]]
         "signatures_computed": int(delta["signed"]),
         "cache_lookups": {k: int(delta[k]) for k in ("hit", "miss", "stale", "mismatch")},
         "cache_hit_ratio": round(served / lookups, 4) if lookups else None,
+        "cache_errors": int(delta["cache_errors"]),
+        "dropped_writes": int(delta["dropped_writes"]),
     }
 
 
@@ -321,6 +332,8 @@ def _print(summary: dict[str, Any], out: Path) -> None:
     if service.get("available"):
         print(
             f"loadtest: service: {service['signatures_computed']} signatures computed, "
-            f"cache hit ratio {service['cache_hit_ratio']}"
+            f"cache hit ratio {service['cache_hit_ratio']}, "
+            f"shared cache errors {service['cache_errors']}, "
+            f"dropped writes {service['dropped_writes']}"
         )
     print(f"loadtest: results in {out}/ (summary.json, report.html, locust_*.csv)")
