@@ -80,11 +80,10 @@ sys.path.insert(0, str(HERE))
 from http_service import free_port, wait_ready  # noqa: E402
 
 from deploy.local.keys import make_keys  # noqa: E402
+from deploy.local.naive import naive_v1  # noqa: E402
 from deploy.local.processes import Processes  # noqa: E402  (the launcher loadtest shares)
 
 PYTHON = sys.executable
-NAIVE_VENV = HERE / ".venv-naive-v1"
-V1_PINS = ["tls-sig-api==1.4", "pyOpenSSL==24.2.1", "cryptography<44"]
 V1_APP, V2_APP = 1400000001, 1400000002
 SETTLE = 1.2  # seconds: a sibling process's counters reach /metrics within ~1 s
 
@@ -129,56 +128,6 @@ class Server:
 
 def _raise_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
-
-
-# ---------------------------------------------------------------- the v1 venv
-
-
-def naive_v1() -> tuple[str, str, str]:
-    """(python, naive_app mode, what signs) for the naive v1 server: Tencent's tls-sig-api
-    1.4 from bench/.venv-naive-v1 (made here if missing), else the cryptography stand-in."""
-    python = NAIVE_VENV / "bin" / "python"
-    probe = "import TLSSigAPI, OpenSSL, aiohttp, uvloop; OpenSSL.crypto.sign"
-
-    def usable() -> bool:
-        return (
-            python.exists()
-            and subprocess.run([python, "-c", probe], capture_output=True).returncode == 0
-        )
-
-    if not usable():
-        pins = [*V1_PINS]
-        for name in ("aiohttp", "uvloop"):  # the naive servers' HTTP stack = signer's
-            pins.append(f"{name}=={importlib.metadata.version(name)}")
-        print(f"storm: creating {NAIVE_VENV} for Tencent's v1 library: {' '.join(pins)}")
-        made = subprocess.run(
-            ["python3", "-m", "venv", "--clear", str(NAIVE_VENV)], capture_output=True, text=True
-        )
-        if made.returncode == 0:
-            pip = [str(NAIVE_VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check"]
-            got = subprocess.run([*pip, *pins], capture_output=True, text=True)
-            if got.returncode != 0:
-                print(got.stderr[-2000:], file=sys.stderr)
-    if usable():
-        versions = subprocess.run(
-            [
-                python,
-                "-c",
-                "import importlib.metadata as m; print(', '.join(f'{p} {m.version(p)}' for p in "
-                "('tls-sig-api', 'pyOpenSSL', 'cryptography', 'aiohttp', 'uvloop')))",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return str(python), "v1", f"Tencent tls-sig-api ({versions})"
-    print(
-        "\nstorm: WARNING: TENCENT'S tls-sig-api 1.4 COULD NOT BE INSTALLED. THE NAIVE v1 SERVER "
-        "RUNS naive_app.py --mode v1-cryptography: TENCENT'S STEPS WITH THE cryptography "
-        "PACKAGE, NOT TENCENT'S LIBRARY.\n",
-        file=sys.stderr,
-    )
-    return PYTHON, "v1-cryptography", "NOT Tencent's library: its steps with cryptography"
 
 
 # ---------------------------------------------------------------- servers and Redis

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from deploy.local.config import signer_config
 from deploy.local.keys import make_keys
+from deploy.local.naive import naive_v1
 from deploy.local.processes import Processes, free_port, wait_http
 from deploy.local.redis import parse_info, redis_report, start_cluster, start_redis
 
@@ -84,21 +85,31 @@ def start_local(
     )
 
 
-def start_naive(procs: Processes, *, instances: int, v2_sdkappid: int) -> LocalDeployment:
-    """The baseline instead of signer: ``instances`` bench/naive_app.py ``--mode v2``
-    servers (Tencent's tls-sig-api-v2 in the request handler, one process each, no cache)
-    on free loopback ports, sharing one fresh v2 secret; wait for ``/healthz``."""
+def start_naive(
+    procs: Processes, *, instances: int, v1_sdkappid: int = 0, v2_sdkappid: int = 0
+) -> LocalDeployment:
+    """The baseline instead of signer: ``instances`` bench/naive_app.py servers (Tencent's
+    library in the request handler, one process each, no cache) on free loopback ports,
+    sharing fresh keys; wait for ``/healthz``. With ``v1_sdkappid`` they sign that v1 app
+    (tls-sig-api 1.4 from its own venv, :mod:`deploy.local.naive`), else the v2 app."""
     directory = Path(tempfile.mkdtemp(prefix="loadtest-"))
     procs.directories.append(directory)
     keys = make_keys(directory)
+    if v1_sdkappid:
+        python, mode, what = naive_v1()
+        print(f"loadtest: the naive v1 servers sign with {what}")
+        args = ["--mode", mode, "--sdkappid", str(v1_sdkappid)]
+        args += ["--private-key", str(keys["v1_private"]), "--public-key", str(keys["v1_public"])]
+    else:
+        python = PYTHON
+        args = ["--mode", "v2", "--sdkappid", str(v2_sdkappid)]
+        args += ["--secret-file", str(keys["v2_secret"])]
     urls: list[str] = []
     deadline = time.monotonic() + 60
     for index in range(instances):
         port = free_port()
         name = f"naive-{index}"
-        argv = [PYTHON, str(ROOT / "bench" / "naive_app.py"), "--mode", "v2"]
-        argv += ["--port", str(port), "--sdkappid", str(v2_sdkappid)]
-        argv += ["--secret-file", str(keys["v2_secret"])]
+        argv = [python, str(ROOT / "bench" / "naive_app.py"), *args, "--port", str(port)]
         procs.start(name, argv, directory / f"{name}.log", cwd=ROOT)
         urls.append(f"http://127.0.0.1:{port}")
         _wait_ready(f"{urls[-1]}/healthz", deadline, procs, name, directory / f"{name}.log")

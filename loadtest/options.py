@@ -91,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.flag("--cluster", "with --local: a 3-master Redis Cluster instead of one redis-server")
     p.flag(
         "--baseline-naive",
-        "with --local, storm or stampede: bench/naive_app.py --mode v2 servers (Tencent's "
-        "tls-sig-api-v2 in the handler, POST /usersig) in place of signer; the v2 app only",
+        "with --local, storm or stampede: bench/naive_app.py servers (Tencent's library in "
+        "the handler, POST /usersig) in place of signer, for one app: the v2 app, or the v1 "
+        "app with --v2-sdkappid 0 (tls-sig-api 1.4 from bench/.venv-naive-v1, made if missing)",
     )
     p.option("--target", default=None, help="base URL of an existing deployment")
     p.option("--api-key-file", type=Path, default=None, help="file holding the API key")
@@ -144,9 +145,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error("--baseline-naive needs --local (and no --cluster)")
         if options.scenario not in ("storm", "stampede"):
             parser.error("--baseline-naive runs the storm or stampede scenario only")
-        if not options.v2_sdkappid:
-            parser.error("--baseline-naive signs v2 tokens: --v2-sdkappid cannot be 0")
-        options.v1_sdkappid = 0  # the naive server signs the v2 app only
+        if options.v2_sdkappid:
+            options.v1_sdkappid = 0  # a naive server signs one app: v2 unless it is 0
     if not options.v1_sdkappid and not options.v2_sdkappid:
         parser.error("no app: --v1-sdkappid and --v2-sdkappid are both 0")
     if options.instances < 1:

@@ -161,12 +161,21 @@ def _run(options: Namespace, procs: local.Processes) -> int:
     sdkappids = [a for a in (options.v1_sdkappid, options.v2_sdkappid) if a]
     cache_url = ""  # the Redis of --local (signer only), reported after the run
     if options.local and options.baseline_naive:
-        print(f"loadtest: starting {options.instances} naive_app.py --mode v2 server(s)...")
+        kind = "v1" if options.v1_sdkappid else "v2"
+        print(f"loadtest: starting {options.instances} naive {kind} server(s)...")
         deployment = local.start_naive(
-            procs, instances=options.instances, v2_sdkappid=options.v2_sdkappid
+            procs,
+            instances=options.instances,
+            v1_sdkappid=options.v1_sdkappid,
+            v2_sdkappid=options.v2_sdkappid,
         )
         hosts, api_key = deployment.urls, deployment.api_key
-        keys = load_keys(0, None, options.v2_sdkappid, deployment.v2_secret_file)
+        keys = load_keys(
+            options.v1_sdkappid,
+            deployment.v1_public_key,
+            options.v2_sdkappid,
+            deployment.v2_secret_file,
+        )
         print(f"loadtest: baseline up at {', '.join(hosts)} (POST /usersig, no cache)")
     elif options.local:
         print(f"loadtest: starting {options.instances} signer instance(s) and Redis...")

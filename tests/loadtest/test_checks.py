@@ -153,18 +153,20 @@ def test_redis_info_is_parsed_into_its_fields():
     }
 
 
-def test_baseline_naive_options_leave_v1_out_and_need_local():
-    """``--baseline-naive`` targets bench/naive_app.py --mode v2, which signs the v2 app
-    only: v1 is left out; it needs --local and the storm or stampede scenario.
+def test_baseline_naive_options_pick_one_app_and_need_local():
+    """A naive server (bench/naive_app.py) signs one app: the v2 app, v1 left out, unless
+    ``--v2-sdkappid 0`` asks for the v1 app; it needs --local and the storm or stampede.
     Catches: a baseline run sending v1 requests the naive server would sign as v2."""
     from loadtest.options import parse
 
     options = parse(["storm", "--local", "--baseline-naive"])
     assert options.baseline_naive and options.v1_sdkappid == 0 and options.v2_sdkappid
+    options = parse(["storm", "--local", "--baseline-naive", "--v2-sdkappid", "0"])
+    assert options.v1_sdkappid and options.v2_sdkappid == 0
     for argv in (
         ["storm", "--target", "http://x", "--api-key-file", "k", "--baseline-naive"],
         ["batch", "--local", "--baseline-naive"],
-        ["storm", "--local", "--baseline-naive", "--v2-sdkappid", "0"],
+        ["storm", "--local", "--baseline-naive", "--v1-sdkappid", "0", "--v2-sdkappid", "0"],
     ):
         with pytest.raises(SystemExit):
             parse(argv)
