@@ -44,6 +44,14 @@ class Problem:
         return f"{self.kind}: {self.detail}"
 
 
+def expiry(fields: dict[str, Any]) -> int:
+    """When a decoded token expires: ``TLS.time`` plus its lifetime, which v2 names
+    ``TLS.expire`` and v1 (the seeds', Tencent's tls-sig-api) ``TLS.expire_after``.
+    Raises KeyError, TypeError or ValueError for a token without them."""
+    life = "TLS.expire_after" if "TLS.expire_after" in fields else "TLS.expire"
+    return int(fields["TLS.time"]) + int(fields[life])
+
+
 @dataclass
 class TokenChecker:
     """Checks tokens against what was asked; counts what it checked and found.
@@ -105,15 +113,11 @@ class TokenChecker:
         if str(inner_app) != str(sdkappid):
             return Problem(WRONG_SDKAPPID, f"asked {sdkappid}, token is for {inner_app!r}")
         try:
-            issued = int(fields["TLS.time"])
-            name = "TLS.expire_after" if "TLS.expire_after" in fields else "TLS.expire"
-            lifetime = int(fields[name])
+            inner_expiry = expiry(fields)
         except (KeyError, TypeError, ValueError):
             return Problem(UNDECODABLE, "TLS.time or its lifetime is missing or not a number")
-        if issued + lifetime != expires_at:
-            return Problem(
-                MALFORMED, f"expires_at {expires_at} but the token says {issued + lifetime}"
-            )
+        if inner_expiry != expires_at:
+            return Problem(MALFORMED, f"expires_at {expires_at} but the token says {inner_expiry}")
         remaining = expires_at - now
         if remaining < self.min_remaining:
             return Problem(

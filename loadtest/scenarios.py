@@ -115,10 +115,7 @@ class SignerUser(FastHttpUser):
                 response.failure(str(self.ctx.checker.count(malformed)))
                 return None
             try:
-                fields = decode(token)
-                # v2 names the lifetime TLS.expire, v1 (Tencent's tls-sig-api) expire_after
-                life = "TLS.expire_after" if "TLS.expire_after" in fields else "TLS.expire"
-                expires_at = int(fields["TLS.time"]) + int(fields[life])
+                expires_at = checks.expiry(decode(token))
             except (VerificationError, KeyError, TypeError, ValueError) as exc:
                 undecodable = Problem(checks.UNDECODABLE, f"{type(exc).__name__}: {exc}")
                 response.failure(str(self.ctx.checker.count(undecodable)))

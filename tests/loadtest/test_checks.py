@@ -170,3 +170,16 @@ def test_baseline_naive_options_pick_one_app_and_need_local():
     ):
         with pytest.raises(SystemExit):
             parse(argv)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_a_tokens_expiry_is_read_from_its_own_fields(apps, version):
+    """The naive baseline's answer has no expires_at: the storm reads it from the token.
+    Catches: reading v2's TLS.expire from a v1 token (which says TLS.expire_after): every
+    token of a naive v1 storm counted undecodable."""
+    from loadtest.checks import expiry
+    from signer.core.verify import decode
+
+    v1, v2, _ = apps
+    token = (v1 if version == "v1" else v2).sign("alice", 600)
+    assert expiry(decode(token.usersig)) == token.issued_at + 600
