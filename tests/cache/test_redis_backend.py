@@ -177,6 +177,26 @@ class TestOutages:
         assert await redis_cache.get_many([key]) == [None]
         assert time.monotonic() - start < 0.5
 
+    async def test_a_write_slower_than_a_read_budget_is_still_stored(
+        self, redis_cache: RedisCache, redis_server: RedisServer
+    ) -> None:
+        """Writes paused 200 ms (CLIENT PAUSE WRITE): a background write, which has a budget
+        of its own (1 s), waits them out and stores its token; reads still give up at 50 ms.
+
+        Catches: a socket timeout of the read budget on the client every call shares (a
+        write answered after 50 ms failed: under a storm's busy loop, 150-200 tokens a run
+        were signed and dropped, and their userids signed again)."""
+        key, token = entry("hana")
+        redis_server.cli("CLIENT", "PAUSE", "200", "WRITE")
+        await redis_cache.set_many([(key, token, 60)])
+        await redis_cache.flush()
+        assert redis_cache.dropped_writes == 0
+        assert await redis_cache.get_many([key]) == [token]
+        redis_server.cli("CLIENT", "PAUSE", "3000", "ALL")
+        start = time.monotonic()
+        assert await redis_cache.get_many([key]) == [None]
+        assert time.monotonic() - start < 0.5
+
 
 def test_breaker_cycle() -> None:
     """closed → open after the threshold → half-open after the reset time → closed on success."""

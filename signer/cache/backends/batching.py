@@ -34,6 +34,15 @@ MAX_NAMES_PER_MGET = 2 * MAX_KEYS_PER_CALL  # a token and its user's revocation 
 MAX_PENDING_WRITES = 50_000
 WRITE_TIMEOUT = 1.0  # background writes are on no request's path: big pipelines may take time
 
+
+def socket_timeout(timeout: float) -> float:
+    """The socket timeout of a client whose calls all have budgets of their own (the
+    Guard's, ``timeout`` for a read, longer for a lease or a write): the longest budget.
+    One of the read budget would fail a write answered in 60 ms on a busy loop, and lose
+    its token (the next request for the userid signs again)."""
+    return max(timeout, WRITE_TIMEOUT)
+
+
 Spawn = Callable[[Coroutine[Any, Any, object]], None]
 """Runs a coroutine in the background, where the backend's ``flush``/``close`` can wait."""
 

@@ -21,6 +21,7 @@ from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from signer.cache.backends.batching import socket_timeout
 from signer.cache.backends.redis import RedisCache
 from signer.cache.breaker import CircuitBreaker
 
@@ -83,7 +84,7 @@ class RedisClusterCache(RedisCache):
         nodes, options = parse_cluster_url(url)
         client = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in nodes],
-            socket_timeout=timeout,
+            socket_timeout=socket_timeout(timeout),
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),  # one retry: room to follow a MOVED redirection
             health_check_interval=0,

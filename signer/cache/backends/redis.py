@@ -29,7 +29,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from signer.cache import codec
-from signer.cache.backends.batching import LeaseBatcher, ReadBatcher, WriteBatcher
+from signer.cache.backends.batching import (
+    LeaseBatcher,
+    ReadBatcher,
+    WriteBatcher,
+    socket_timeout,
+)
 from signer.cache.backends.guard import Guard
 from signer.cache.backends.health import HealthWatch
 from signer.cache.backends.layout import KeyLayout
@@ -112,10 +117,11 @@ class RedisCache:
         breaker: CircuitBreaker | None = None,
         prefix: str = "signer:",
     ) -> Self:
-        """A client whose every socket operation gives up within ``timeout`` seconds."""
+        """A client that connects within ``timeout`` seconds and whose calls give up within
+        their budgets (``timeout`` for a read)."""
         client = Redis.from_url(
             url,
-            socket_timeout=timeout,
+            socket_timeout=socket_timeout(timeout),
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
             retry_on_timeout=False,
@@ -253,7 +259,7 @@ class RedisCache:
                     pipe.delete(*names)
                 self.guard.round_trips["revoke"] += 1
                 self.guard.commands["revoke"] += 1 + bool(names)
-                async with asyncio.timeout_at(deadline):
+                async with asyncio.timeout_at(min(deadline, loop.time() + self.timeout)):
                     replies = await pipe.execute()
             except Exception as error:
                 if loop.time() + pause < deadline:

@@ -16,6 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
+from signer.cache.backends.batching import socket_timeout
 from signer.cache.backends.redis import RedisCache
 from signer.cache.breaker import CircuitBreaker
 
@@ -61,7 +62,7 @@ class RedisSentinelCache(RedisCache):
         client = sentinel.master_for(
             service,
             redis_class=Redis,
-            socket_timeout=timeout,
+            socket_timeout=socket_timeout(timeout),
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
