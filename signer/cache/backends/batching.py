@@ -37,7 +37,7 @@ WRITE_TIMEOUT = 1.0  # background writes are on no request's path: big pipelines
 
 def socket_timeout(timeout: float) -> float:
     """The socket timeout of a client whose calls all have budgets of their own (the
-    Guard's, ``timeout`` for a read, longer for a lease or a write): the longest budget.
+    Guard's: ``timeout`` for a read or a lease, longer for a write): the longest budget.
     One of the read budget would fail a write answered in 60 ms on a busy loop, and lose
     its token (the next request for the userid signs again)."""
     return max(timeout, WRITE_TIMEOUT)

@@ -47,7 +47,7 @@ from signer.cache.base import (
 )
 from signer.cache.breaker import CircuitBreaker, State
 
-LEASE_TIMEOUT = 0.5
+AWAITED_WRITE_TIMEOUT = 0.5  # a write its caller waits for (set_many(wait=True))
 REVOCATION_MARGIN = 60  # seconds a marker outlives max_expire: token writes still in flight
 REVOCATION_BUDGET = 1.0  # seconds a logout or ban may spend on tries before it is refused
 REVOCATION_FIRST_PAUSE = 0.05  # between its tries, doubling
@@ -86,10 +86,10 @@ class RedisCache:
         self._reads = ReadBatcher(self._mget_call, self.layout, self.guard, self._spawn)
         one_script = not isinstance(client, RedisCluster)  # a cluster's keys span slots
         self._writes = WriteBatcher(client, self.guard, self._spawn, self._owner, one_script)
-        # A lease is asked for on a miss, when signing (milliseconds) follows anyway; a
-        # longer budget here keeps a busy event loop from mistaking its own backlog for a
-        # slow Redis and signing twice.
-        lease_budget = max(timeout, LEASE_TIMEOUT)
+        # A lease is asked for on a request's path (with its read, or while waiting on
+        # another instance's): the read's budget, so a paused Redis costs a request no more
+        # than ``timeout``. A busy loop's own lag is not held against Redis (the Guard).
+        lease_budget = timeout
         self._leases = LeaseBatcher(
             client, self._owner, self.layout, self.guard, lease_budget, self._spawn, one_script
         )
@@ -167,7 +167,7 @@ class RedisCache:
         name = self.layout.token
         encoded = [(name(k), codec.encode(t), ttl * 1000) for k, t, ttl in items if ttl > 0]
         if wait:
-            await self._writes.write(encoded, max(self.timeout, LEASE_TIMEOUT))
+            await self._writes.write(encoded, max(self.timeout, AWAITED_WRITE_TIMEOUT))
         else:
             self._writes.submit(encoded)
 
