@@ -98,7 +98,12 @@ class LayeredCache:
         return deleted
 
     async def acquire_lease(self, key: CacheKey, seconds: float) -> tuple[bool, CachedToken | None]:
-        return await self.shared.acquire_lease(key, seconds)
+        # A waiter on another instance's lease polls here: an entry it finds is met, as
+        # one read by get_many is (the token of a key asked for twice belongs in L1).
+        won, entry = await self.shared.acquire_lease(key, seconds)
+        if entry is not None and self._admit(key):
+            await self.l1.set_many([(key, entry, self.l1_ttl)])
+        return won, entry
 
     async def read_or_lease(
         self, key: CacheKey, seconds: float
