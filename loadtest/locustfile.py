@@ -31,8 +31,9 @@ if _options.scenario == "storm":
     # Each worker draws its own userids: distinct with high probability in a space of 1e6.
     import random
 
+    _wanted = _options.users * _options.logins_per_user
     scenarios.CONTEXT.storm_userids = random.sample(
-        range(_options.userid_space), min(_options.users, _options.userid_space)
+        range(_options.userid_space), min(_wanted, _options.userid_space)
     )
 
 for _cls in scenarios.user_classes(_options.scenario, _options):

@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.option("--verify-rate", type=float, default=0.1, help="share of tokens fully verified")
     p.option("--userid-space", type=int, default=1_000_000, help="N: userids drawn from 0..N-1")
     p.option("--storm-seconds", type=float, default=10.0, help="storm: users arrive within S s")
+    p.option(
+        "--logins-per-user",
+        type=int,
+        default=1,
+        help="storm: K userids each user logs in one after another, cold then warm (a phase "
+        "of U x K logins over U connections: how a phase reaches 1,000,000 logins)",
+    )
     p.option("--hot-userids", type=int, default=5, help="stampede: how many userids")
     p.option("--batch-size", type=int, default=1000, help="batch: userids per request")
     p.option("--tamper-share", type=float, default=0.2, help="verify: share tampered")
@@ -151,6 +158,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("no app: --v1-sdkappid and --v2-sdkappid are both 0")
     if options.instances < 1:
         parser.error("--instances must be at least 1")
+    if options.logins_per_user < 1:
+        parser.error("--logins-per-user must be at least 1")
     if not 0 < options.run_time <= MAX_RUN_TIME:
         parser.error(f"--run-time must be more than 0 and at most {MAX_RUN_TIME:.0f} s")
     if not 0 <= options.verify_rate <= 1 or not 0 <= options.tamper_share <= 1:

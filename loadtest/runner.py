@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -208,7 +209,8 @@ def _run(options: Namespace, procs: local.Processes) -> int:
     ctx.naive = bool(options.baseline_naive)
     if options.scenario == "storm":
         space = options.userid_space
-        ctx.storm_userids = random.sample(range(space), min(options.users, space))
+        wanted = options.users * options.logins_per_user
+        ctx.storm_userids = random.sample(range(space), min(wanted, space))
     scenarios.CONTEXT = ctx
 
     out: Path = options.out
@@ -233,13 +235,18 @@ def _run(options: Namespace, procs: local.Processes) -> int:
     started = time.time()
     at_warm: dict[str, Any] = {}
     if shape is not None:
-        ctx.warm_at = time.perf_counter() + options.storm_seconds + 1
+        # One login each: the warm phase at a fixed time; more: once every cold login is
+        # answered (StormUser sets it), however long the cold phase takes.
+        one = options.logins_per_user == 1
+        ctx.warm_at = time.perf_counter() + options.storm_seconds + 1 if one else math.inf
 
         def snapshot() -> None:  # the cache and /metrics as the warm phase starts
+            while time.perf_counter() < ctx.warm_at:
+                gevent.sleep(0.05)
             at_warm["metrics"] = [scrape(host) for host in hosts] if not ctx.naive else []
             at_warm["redis"] = local.redis_report(cache_url) if cache_url else []
 
-        background.append(gevent.spawn_later(options.storm_seconds + 1, snapshot))
+        background.append(gevent.spawn(snapshot))
         runner.start_shape()
     else:
         runner.start(options.users, spawn_rate=options.spawn_rate or options.users)

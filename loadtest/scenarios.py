@@ -8,6 +8,7 @@ before the locust environment is made. User number k talks to ``hosts[k % len(ho
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import time
 import urllib.parse
@@ -37,7 +38,8 @@ class Context:
     options: Any  # the parsed command line (loadtest.options)
     salt: str = field(default_factory=lambda: f"lt{random.getrandbits(32):08x}")
     storm_userids: list[int] = field(default_factory=list)
-    warm_at: float = 0.0  # storm: perf_counter() when the warm phase starts
+    warm_at: float = 0.0  # storm: perf_counter() when the warm phase starts (inf: not yet)
+    cold_done: int = 0  # storm: users whose cold logins are all answered
     storm_done: int = 0  # storm: users that have had both their answers
     naive: bool = False  # --baseline-naive: POST /usersig {"userid"} -> {"usersig"}
     counter: itertools.count[int] = field(default_factory=itertools.count)
@@ -223,30 +225,45 @@ class StormShape(LoadTestShape):
 
 
 class StormUser(SignerUser):
-    """Logs in once cold (a userid never asked before), waits for the warm phase, logs in
-    again with the same userid at a random moment of the warm phase's S seconds."""
+    """Logs in cold (``--logins-per-user`` userids never asked before, one after another),
+    waits for the warm phase, then logs the same userids in again from a random moment of
+    the warm phase's S seconds. With one login each the warm phase starts S + 1 s after the
+    storm; with more it starts 1 s after the last user's cold logins are answered."""
 
     def on_start(self) -> None:
         ctx = self.ctx
-        self.userid = ctx.userid(ctx.storm_userids[self.number % len(ctx.storm_userids)])
+        per_user = ctx.options.logins_per_user
+        first = self.number * per_user
+        space = ctx.storm_userids
+        self.userids = [ctx.userid(space[(first + j) % len(space)]) for j in range(per_user)]
         self.sdkappid = ctx.sdkappids[self.number % len(ctx.sdkappids)]
-        self.warm_at = ctx.warm_at + self.rng.random() * ctx.options.storm_seconds
+        self.offset = self.rng.random() * ctx.options.storm_seconds
         self.phase = "cold"
 
     def wait_time(self) -> float:
         # Waiting (not sleeping in a task) lets locust stop the user at once at the end.
         if self.phase == "warm":
-            return max(0.0, float(self.warm_at - time.perf_counter()))
+            if self.ctx.warm_at == math.inf:
+                return 0.2  # the other users' cold logins are still under way
+            return max(0.0, float(self.ctx.warm_at + self.offset - time.perf_counter()))
         return 3600.0
 
     def _storm(self) -> None:
+        ctx = self.ctx
         if self.phase == "cold":
-            self.fetch(self.userid, self.sdkappid, "storm cold")
+            for userid in self.userids:
+                self.fetch(userid, self.sdkappid, "storm cold")
             self.phase = "warm"
+            ctx.cold_done += 1
+            if ctx.cold_done == ctx.options.users and ctx.warm_at == math.inf:
+                ctx.warm_at = time.perf_counter() + 1
         elif self.phase == "warm":
-            self.fetch(self.userid, self.sdkappid, "storm warm")
+            if time.perf_counter() < ctx.warm_at + self.offset:
+                return  # not yet: wait_time says how long
+            for userid in self.userids:
+                self.fetch(userid, self.sdkappid, "storm warm")
             self.phase = "done"
-            self.ctx.storm_done += 1
+            ctx.storm_done += 1
 
     tasks = [_storm]  # noqa: RUF012
 

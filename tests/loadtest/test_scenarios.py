@@ -78,6 +78,32 @@ def test_storm_cold_then_warm(tmp_path):
     assert summary["service"]["cache_lookups"]["hit"] >= users
 
 
+def test_storm_users_log_in_several_userids_and_warm_waits_for_every_cold_login(tmp_path):
+    """With --logins-per-user 3, 4 users log in 12 distinct userids cold, then the same 12
+    warm; the warm phase begins only once all 12 cold logins are answered (the snapshot
+    taken as it starts has all 12 signatures), and warm signs nothing.
+    Catches: users sharing userids, a warm phase that overlaps the cold one, a userid
+    logged in once only."""
+    _, _, summary = loadtest(
+        tmp_path,
+        "storm",
+        "--local",
+        "--users",
+        "4",
+        "--logins-per-user",
+        "3",
+        "--storm-seconds",
+        "0.5",
+        "--run-time",
+        "8",
+    )
+    assert_real(summary, tmp_path)
+    names = summary["by_name"]
+    assert names["POST storm cold"]["requests"] == names["POST storm warm"]["requests"] == 12
+    assert summary["at_warm_start"]["service"]["signatures_computed"] == 12
+    assert summary["service"]["signatures_computed"] == 12
+
+
 def test_stampede_signs_each_hot_userid_once(tmp_path):
     """Many users asking for the same 3 userids of 2 apps get checked tokens, and the
     service signs at most one token per userid and app.
