@@ -17,6 +17,12 @@ loop, inline signing cost more than the round trip it saved).
 
 The queue is bounded: past ``max_queued`` waiting items, submitting fails at once with
 :class:`Overloaded` instead of growing memory and latency without limit.
+
+Background work (keep-warm re-signs, warming ahead of an event) waits in a queue of its own
+and yields to live requests: one background batch of at most ``background_batch`` items is
+in flight at a time, and only when no live request waits and a worker has no live batch.
+Live requests are dispatched as if it were not there, so the most a live request can wait
+for keep-warm is the rest of one background batch on its worker (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -78,6 +84,7 @@ class EngineSettings:
     max_queued: int = 50_000
     inline_v2_max: int = 0
     in_flight_per_worker: int = 2
+    background_batch: int = 16
 
 
 class Engine:
@@ -90,6 +97,8 @@ class Engine:
         self._signers: Signers = keyset.build_signers()  # also validates every key now
         self._pool: WorkerPool | None = None
         self._pending: list[_Entry] = []
+        self._background: list[_Entry] = []
+        self._background_in_flight = 0
         self._timer: asyncio.TimerHandle | None = None
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -123,10 +132,14 @@ class Engine:
             raise outcome
         return outcome
 
-    async def sign_many(self, requests: Sequence[SignRequest]) -> list[Outcome]:
+    async def sign_many(
+        self, requests: Sequence[SignRequest], background: bool = False
+    ) -> list[Outcome]:
         """Sign many tokens; results come back in order, a failed item as its error.
 
         The whole call is refused with :class:`Overloaded` if it would overfill the queue.
+        ``background``: work nobody waits for (keep-warm), which yields to live requests
+        (module docstring).
         """
         if self._closed:
             raise EngineClosed("the signing engine is closed")
@@ -136,7 +149,8 @@ class Engine:
             return [self._finish(sign_one(self._signers, request), True) for request in requests]
         self._admit(len(requests))
         waiter = _Waiter(len(requests), asyncio.get_running_loop())
-        self._pending.extend((request, waiter, i) for i, request in enumerate(requests))
+        queue = self._background if background else self._pending
+        queue.extend((request, waiter, i) for i, request in enumerate(requests))
         self.stats.queue_depth += len(requests)
         if not self._tick_scheduled:
             # Dispatch at the end of this loop iteration: requests released together (say,
@@ -195,10 +209,13 @@ class Engine:
         came back, so its worker takes all that waits."""
         settings = self.settings
         limit = settings.workers * settings.in_flight_per_worker
-        send_now = freed or self._in_flight == 0
+        # Live batches only: a background batch in flight is dispatched around, not waited on.
+        live = self._in_flight - self._background_in_flight
+        send_now = freed or live == 0
         while self._pending and self._in_flight < limit:
             waiting = len(self._pending)
-            idle_workers = settings.workers - self._in_flight
+            live = self._in_flight - self._background_in_flight
+            idle_workers = settings.workers - live
             if idle_workers > 0 and (send_now or waiting >= settings.max_batch):
                 # Everything waiting leaves now, in as few batches as max_batch allows,
                 # spread over idle workers; a backlog larger than one batch each goes in
@@ -219,16 +236,30 @@ class Engine:
                 break
             batch = self._pending[:size]
             del self._pending[:size]
-            self._in_flight += 1
-            task = asyncio.get_running_loop().create_task(self._run(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start(batch, background=False)
+        live = self._in_flight - self._background_in_flight
+        if (
+            self._background
+            and not self._pending
+            and not self._background_in_flight
+            and live < settings.workers
+        ):
+            batch = self._background[: settings.background_batch]
+            del self._background[: settings.background_batch]
+            self._start(batch, background=True)
         if not self._pending and self._timer is not None:
             self._timer.cancel()
             self._timer = None
         elif self._pending and self._timer is None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(self.settings.max_delay, self._on_timer)
+
+    def _start(self, batch: list[_Entry], background: bool) -> None:
+        self._in_flight += 1
+        self._background_in_flight += background
+        task = asyncio.get_running_loop().create_task(self._run(batch, background))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _on_tick(self) -> None:
         self._tick_scheduled = False
@@ -238,7 +269,7 @@ class Engine:
         self._timer = None
         self._dispatch(timer_fired=True)
 
-    async def _run(self, batch: list[_Entry]) -> None:
+    async def _run(self, batch: list[_Entry], background: bool = False) -> None:
         assert self._pool is not None
         self.stats.record_batch(len(batch))
         try:
@@ -249,10 +280,11 @@ class Engine:
             results = [SignerError(f"signing failed: {type(exc).__name__}")] * len(batch)
         finally:
             self._in_flight -= 1
+            self._background_in_flight -= background
             self.stats.queue_depth -= len(batch)
         for (request, waiter, index), result in zip(batch, results, strict=True):
             waiter.deliver(index, self._finish(from_wire(request, result), False))
-        if self._pending:
+        if self._pending or self._background:
             self._dispatch(timer_fired=False, freed=True)
 
     def _finish(self, outcome: Outcome, inline: bool) -> Outcome:
@@ -278,11 +310,11 @@ class Engine:
         if self._closed:
             return
         self._closed = True
-        if self._pending:
+        if self._pending or self._background:
             self._dispatch(timer_fired=True)
-        while self._tasks or self._pending:
+        while self._tasks or self._pending or self._background:
             await asyncio.gather(*list(self._tasks))
-            if self._pending:
+            if self._pending or self._background:
                 self._dispatch(timer_fired=True)
         if self._timer is not None:
             self._timer.cancel()

@@ -192,6 +192,44 @@ class TestBackpressure:
             assert len(await engine.sign_many([SignRequest(V1_APP, "c")] * 100)) == 100
 
 
+class TestBackground:
+    async def test_live_requests_go_before_background_work(self, keyset: KeySet) -> None:
+        """A live request sent while a long background job (keep-warm) is under way waits
+        for at most the background batch already in its worker, not for the job.
+
+        Catches: background requests queued with live ones (the live request would come
+        back after the whole job), or background batches larger than background_batch."""
+        settings = EngineSettings(workers=1, max_batch=32, background_batch=16)
+        async with Engine(keyset, settings) as engine:
+            job = [SignRequest(V1_APP, f"bg{i}", 600) for i in range(5000)]
+            background = asyncio.ensure_future(engine.sign_many(job, background=True))
+            await asyncio.sleep(0.01)  # the job is under way
+            before = engine.stats.batch_items
+            token = await engine.sign(SignRequest(V1_APP, "live", 600))
+            signed_meanwhile = engine.stats.batch_items - before
+            assert token.userid == "live" and not background.done()
+            assert signed_meanwhile <= settings.background_batch + 1
+            results = await background
+            assert [r.userid for r in results if isinstance(r, IssuedToken)] == [
+                r.userid for r in job
+            ]
+            assert engine.stats.queue_depth == 0
+
+    async def test_background_work_finishes_and_close_waits_for_it(self, keyset: KeySet) -> None:
+        """Background work nobody else competes with is signed in full, and closing the
+        engine finishes what is queued in the background too.
+
+        Catches: background work starved with no live traffic, or dropped by close()."""
+        engine = Engine(keyset, EngineSettings(workers=2, background_batch=8))
+        await engine.start()
+        job = asyncio.ensure_future(
+            engine.sign_many([SignRequest(V2_APP, f"w{i}") for i in range(50)], background=True)
+        )
+        await asyncio.sleep(0)
+        await engine.close()
+        assert len(await job) == 50 and engine.stats.queue_depth == 0
+
+
 class TestResilience:
     async def test_killed_worker_loses_no_request(
         self, keyset: KeySet, v1_key: EcPrivateKey
