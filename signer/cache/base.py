@@ -51,6 +51,23 @@ class CacheKey(NamedTuple):
         )
 
 
+class WarmMark(NamedTuple):
+    """What keep-warm (:mod:`signer.cache.keepwarm`) records of one token variant: when
+    its re-sign is due (None: no new token, say a hit), when its user asked (None: a
+    background re-sign, which is not the user asking), both in ms, and how long the app's
+    keep-warm state outlives its last write (its ``keep_warm_days``, in ms).
+    ``due_if_untracked``: set the due time only where the variant has none (a hit: a claim
+    in flight has moved its score, which must not be undone)."""
+
+    sdkappid: int
+    userid: str
+    expire: int
+    due_ms: int | None
+    seen_ms: int | None
+    keep_ms: int
+    due_if_untracked: bool = False
+
+
 DEFAULT_MAX_LIFETIME = 10 * 365 * 86400
 """The default of an app's ``max_expire``: how long a revocation lasts when the caller of
 ``delete_user`` does not say."""
@@ -107,6 +124,10 @@ class CacheBackend(Protocol):
         may still be under way when this returns."""
 
     async def delete(self, keys: Sequence[CacheKey]) -> int: ...
+
+    def track(self, marks: Sequence[WarmMark]) -> None:
+        """Record keep-warm marks with this iteration's writes (best effort, not awaited;
+        a store without keep-warm state ignores them)."""
 
     async def delete_user(
         self,

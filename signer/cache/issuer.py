@@ -10,6 +10,10 @@ A miss is signed once per key: concurrent misses in this process share one signi
 single-flight table), and across instances a short lease in the shared store lets one
 instance sign while the others wait a bounded time for its result (one of them takes the
 lease over if the holder lets go without a token or vanishes), then sign themselves.
+
+For an app with keep-warm (``AppPolicy.keep_warm``), every token stored also records when
+it is due for a background re-sign, and every request records that its user asked
+(:meth:`TokenIssuer.marks`; the re-signing itself is :mod:`signer.cache.warming`).
 """
 
 from __future__ import annotations
@@ -23,12 +27,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from signer.cache.base import CacheBackend, CachedToken, CacheKey
+from signer.cache.base import CacheBackend, CachedToken, CacheKey, WarmMark
 from signer.core import IssuedToken, SignerError
 from signer.engine import Engine, SignRequest
 
 LEASE_POLL_SECONDS = 0.01  # the first pause of a waiter on another instance's lease
 LEASE_POLL_MAX_SECONDS = 0.05  # its pauses double up to this
+SEEN_EVERY = 3600.0
+"""Seconds between two records that a user asked, per process: a user's keep-warm horizon
+is days, so one write an hour is plenty, and a warm storm of hits costs Redis one mark
+per user, not one per request."""
+SEEN_MAX_USERS = 200_000  # the per-process memory of marks made; cleared when it is full
 
 
 class Issued(NamedTuple):
@@ -62,6 +71,15 @@ class AppPolicy:
     refresh_jitter: float = 0.2
     lease_seconds: float = 2.0
     lease_wait: float = 2.0
+    keep_warm: int = 0
+    """Seconds a user who asked stays kept warm (``keep_warm_days``); 0: off."""
+    warm_spread: float = 0.25
+    """The share of a token's usable life before its end in which its re-sign is due."""
+
+    def warm_lead(self, expire: int) -> float:
+        """Seconds before a token of lifetime ``expire`` stops being served (at
+        ``min_remaining`` left) that its re-sign window opens."""
+        return self.warm_spread * max(0, expire - self.min_remaining)
 
 
 class TokenIssuer:
@@ -80,6 +98,66 @@ class TokenIssuer:
         self._rng = rng
         self._inflight: dict[CacheKey, asyncio.Future[Issued]] = {}
         self._background: set[asyncio.Task[Issued]] = set()
+        self._seen: dict[tuple[int, str], float] = {}  # user -> when last marked as asking
+
+    def key(self, app: AppPolicy, userid: str, expire: int, userbuf: bytes | None) -> CacheKey:
+        """The cache key of a token of ``userid`` with ``expire`` (and ``userbuf``)."""
+        return self._key(app, userid, expire, userbuf)
+
+    def signing(self, key: CacheKey) -> bool:
+        """Whether this process is signing ``key`` right now (for a request or a refresh)."""
+        return key in self._inflight
+
+    def verdict(self, entry: CachedToken | None, key: CacheKey, app: AppPolicy) -> str:
+        """``hit``, ``miss``, ``mismatch`` or ``stale`` for ``entry`` read under ``key``,
+        not counted as a lookup."""
+        return self._verdict(entry, key, app)
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._clock
+
+    def marks(
+        self,
+        app: AppPolicy,
+        key: CacheKey,
+        entry: CachedToken,
+        *,
+        stored: bool,
+        asked: bool,
+    ) -> list[WarmMark]:
+        """Keep-warm's record of ``entry`` under ``key``: its re-sign's due time (if it was
+        ``stored`` now; else only where none is recorded), and, if its user ``asked``, that
+        they did (at most once per SEEN_EVERY per process). Nothing for an app without
+        keep-warm or a token with a userbuf (which the service cannot re-sign alone)."""
+        if not app.keep_warm or key.userbuf_digest:
+            return []
+        now = self._clock()
+        seen_ms = None
+        if asked:
+            user = (key.sdkappid, key.userid)
+            last = self._seen.get(user)
+            if last is None or now - last >= min(SEEN_EVERY, app.keep_warm / 24):
+                if len(self._seen) >= SEEN_MAX_USERS:
+                    self._seen.clear()
+                self._seen[user] = now
+                seen_ms = int(now * 1000)
+            elif not stored:
+                return []  # a hit of a user marked recently: its due time is recorded too
+        lead = app.warm_lead(key.expire)
+        deadline = entry.expires_at - app.min_remaining
+        due = deadline - lead * (0.1 + 0.9 * self._rng())  # spread over the window, jittered
+        return [
+            WarmMark(
+                key.sdkappid,
+                key.userid,
+                key.expire,
+                int(due * 1000),
+                seen_ms,
+                app.keep_warm * 1000,
+                due_if_untracked=not stored,
+            )
+        ]
 
     def _key(self, app: AppPolicy, userid: str, expire: int, userbuf: bytes | None) -> CacheKey:
         digest = "" if userbuf is None else "b" + hashlib.sha256(userbuf).hexdigest()[:32]
@@ -113,6 +191,8 @@ class TokenIssuer:
         entry, leased = await self.cache.read_or_lease(key, app.lease_seconds)
         if self._usable(entry, key, app):
             assert entry is not None
+            if app.keep_warm:
+                self.cache.track(self.marks(app, key, entry, stored=False, asked=True))
             if self._due_for_refresh(entry, app) and key not in self._inflight:
                 self.refreshes += 1
                 task = asyncio.ensure_future(self._lead(app, key, userbuf, replacing=entry))
@@ -216,6 +296,8 @@ class TokenIssuer:
             # and the instances waiting on the lease read exactly that write.
             stored = None if token is None else self._entry(key, token, app)
             await self.cache.release_lease(key, None if stored is None else stored[1:])
+            if stored is not None and app.keep_warm:
+                self.cache.track(self.marks(app, key, stored[1], stored=True, asked=True))
 
     async def _sign(self, app: AppPolicy, key: CacheKey, userbuf: bytes | None) -> Issued:
         token = await self.engine.sign(SignRequest(app.sdkappid, key.userid, key.expire, userbuf))
@@ -231,10 +313,13 @@ class TokenIssuer:
         entries = await self.cache.get_many(keys)
         results: list[Issued | SignerError | None] = [None] * len(keys)
         misses: list[int] = []
+        marks: list[WarmMark] = []
         for index, (key, entry) in enumerate(zip(keys, entries, strict=True)):
             if self._usable(entry, key, app):
                 assert entry is not None
                 results[index] = Issued.from_cache(entry)
+                if app.keep_warm:
+                    marks += self.marks(app, key, entry, stored=False, asked=True)
             else:
                 misses.append(index)
         if misses:
@@ -253,6 +338,8 @@ class TokenIssuer:
                     if index == source:
                         fresh.append((keys[index], outcome))
             await self._store(fresh, app)
+        if marks:
+            self.cache.track(marks)
         return [r for r in results if r is not None]
 
     def _entry(
@@ -263,7 +350,28 @@ class TokenIssuer:
         ttl = int(token.issued_at + token.expire - app.min_remaining - self._clock())
         return (key, CachedToken.of(token), ttl) if ttl > 0 else None
 
-    async def _store(self, tokens: Sequence[tuple[CacheKey, IssuedToken]], app: AppPolicy) -> None:
+    def entry(
+        self, key: CacheKey, token: IssuedToken, app: AppPolicy
+    ) -> tuple[CacheKey, CachedToken, int] | None:
+        """What to store for ``token`` (:meth:`_entry`)."""
+        return self._entry(key, token, app)
+
+    async def _store(
+        self,
+        tokens: Sequence[tuple[CacheKey, IssuedToken]],
+        app: AppPolicy,
+        asked: bool = True,
+    ) -> None:
+        """Store ``tokens`` with their keep-warm marks (``asked``: their users asked for
+        them, rather than keep-warm re-signing them)."""
         items = [item for key, token in tokens if (item := self._entry(key, token, app))]
         if items:
             await self.cache.set_many(items)
+            if app.keep_warm:
+                self.cache.track(
+                    [
+                        m
+                        for k, e, _ in items
+                        for m in self.marks(app, k, e, stored=True, asked=asked)
+                    ]
+                )

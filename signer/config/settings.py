@@ -116,6 +116,9 @@ class AppSettings(KeySettings):
     min_expire: Seconds = 60
     max_expire: Seconds = 10 * 365 * 86400
     max_userid_bytes: Annotated[int, Field(ge=1, le=1024)] = 32
+    keep_warm_days: Annotated[int, Field(ge=0, le=365)] = 0
+    """Keep the cached tokens of users who asked within this many days re-signed before
+    they fall under ``[cache] min_remaining`` (0: off). Needs a ``[cache] url``."""
 
     @model_validator(mode="after")
     def _check_lifetimes(self) -> Self:
@@ -158,6 +161,7 @@ class EngineConfig(_Renaming):
     max_delay: Annotated[float, Field(gt=0, le=1)] = _ENGINE.max_delay
     max_queued: Annotated[int, Field(ge=1)] = _ENGINE.max_queued
     inline_v2_max: Annotated[int, Field(ge=0)] = _ENGINE.inline_v2_max
+    background_batch: Annotated[int, Field(ge=1, le=10_000)] = _ENGINE.background_batch
 
 
 class CacheSettings(_Renaming):
@@ -215,6 +219,23 @@ class CacheSettings(_Renaming):
         return url
 
 
+class KeepWarmSettings(_Strict):
+    """``[keep_warm]``: how the background re-signing of apps with ``keep_warm_days`` runs.
+
+    ``rate`` caps re-signs per second in each HTTP process (its own budget, apart from the
+    callers' rate limits); ``spread`` is the share of a token's usable life (``expire`` -
+    ``min_remaining``) before its end over which its re-sign is scheduled, at a random
+    point, so a morning's logins are re-signed over hours, not at once; ``claim`` is how
+    long (seconds) an instance holds the due keys it claimed before another may take them
+    (a crashed instance's claims come back after it); ``interval`` is the seconds between
+    two looks at the due keys (jittered)."""
+
+    rate: Annotated[float, Field(gt=0, le=100_000)] = 100.0
+    spread: Annotated[float, Field(gt=0, le=0.9)] = 0.25
+    claim: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    interval: Annotated[float, Field(ge=0.05, le=600)] = 1.0
+
+
 class Settings(BaseSettings):
     """Everything ``signer serve`` reads at start-up (and again on SIGHUP)."""
 
@@ -229,6 +250,7 @@ class Settings(BaseSettings):
     rate_limit: RateLimitSettings = RateLimitSettings()
     engine: EngineConfig = EngineConfig()
     cache: CacheSettings = CacheSettings()
+    keep_warm: KeepWarmSettings = KeepWarmSettings()
     dev_mode: bool = False
     config_dir: Path | None = None
 
@@ -287,7 +309,27 @@ class Settings(BaseSettings):
         names = [caller.name for caller in self.callers]
         if len(names) != len(set(names)):
             raise ValueError("caller names must be unique")
+        self._check_keep_warm()
         return self
+
+    def _check_keep_warm(self) -> None:
+        """Keep-warm's state is shared by every instance in Redis, and a re-signed token
+        must be worth serving: refuse what could never work, naming the app."""
+        for index, app in enumerate(self.apps):
+            if not app.keep_warm_days:
+                continue
+            field = f"apps[{index}].keep_warm_days"
+            if not self.cache.url:
+                raise ValueError(
+                    f"{field}: keep-warm needs a shared cache ([cache] url); the "
+                    "in-memory cache is one process's and would vanish with it"
+                )
+            if app.default_expire <= self.cache.refresh_ahead:
+                raise ValueError(
+                    f"{field}: default_expire ({app.default_expire} s) must be longer than "
+                    f"[cache] refresh_ahead ({self.cache.refresh_ahead} s), or every token "
+                    "is due for a re-sign as soon as it is signed"
+                )
 
 
 def engine_settings(settings: Settings) -> EngineSettings:
@@ -305,4 +347,5 @@ def engine_settings(settings: Settings) -> EngineSettings:
         max_delay=config.max_delay,
         max_queued=config.max_queued,
         inline_v2_max=config.inline_v2_max,
+        background_batch=config.background_batch,
     )

@@ -68,6 +68,8 @@ class ServiceState:
             cache.refresh_jitter,
             cache.lease,
             cache.lease_wait,
+            app.settings.keep_warm_days * 86400,
+            self.runtime.settings.keep_warm.spread,
         )
 
     async def reload(self, settings: Settings) -> Runtime:

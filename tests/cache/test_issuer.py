@@ -23,6 +23,7 @@ from signer.cache import AppPolicy, CacheBackend, MemoryCache, TokenIssuer
 from signer.cache.backends.layered import LayeredCache
 from signer.cache.backends.redis import RedisCache
 from signer.cache.breaker import CircuitBreaker
+from signer.cache.keepwarm import KeepWarm, Pace
 from signer.core import HmacSecret, IssuedToken, V2Signer, verify
 from signer.engine import SignRequest
 from tests.support import RedisServer
@@ -53,9 +54,12 @@ class CountingEngine:
     async def sign(self, request: SignRequest) -> IssuedToken:
         self.signed += 1
         await asyncio.sleep(0)  # a real engine always yields
-        return self.signer.sign(request.userid, request.expire, request.userbuf, int(self.clock()))
+        issued_at = int(self.clock()) if request.issued_at is None else request.issued_at
+        return self.signer.sign(request.userid, request.expire, request.userbuf, issued_at)
 
-    async def sign_many(self, requests: Sequence[SignRequest]) -> list[IssuedToken]:
+    async def sign_many(
+        self, requests: Sequence[SignRequest], background: bool = False
+    ) -> list[IssuedToken]:
         return [await self.sign(r) for r in requests]
 
 
@@ -134,6 +138,79 @@ class TestMinRemaining:
 
         served_tokens_keep_min_remaining()
         assert seen["stale"] >= 50 and seen["hit"] >= 50, f"lookups covered: {dict(seen)}"
+
+    def test_no_response_ever_has_less_than_min_remaining_with_keep_warm(
+        self, redis_server: RedisServer
+    ) -> None:
+        """The same with keep-warm on, against a real Redis: requests, keep-warm passes
+        and logouts in any order and timing; every token served has at least
+        min_remaining to live, verifies, and none served from cache was issued at or
+        before its user's last logout (a background re-sign never brings one back).
+
+        Catches: a re-sign stored with a TTL past its token's usable life and served
+        without the read-time check; a re-sign signed after a logout it crossed. The
+        examples must have re-signed, hit and read stale entries: counted below."""
+        seen: Counter[str] = Counter()
+        warm_steps = st.lists(
+            st.tuples(
+                st.one_of(st.integers(0, 900), st.integers(0, 3 * 86400)),
+                st.sampled_from(["a", "b"]),
+                st.sampled_from([MIN_REMAINING + 600, 7200, 86400]),
+                st.sampled_from(["ask", "ask", "pass", "pass", "delete"]),
+            ),
+            min_size=1,
+            max_size=40,
+        )
+
+        @settings(max_examples=100, deadline=None)
+        @given(steps=warm_steps, rng=st.floats(0, 1))
+        def kept_warm_tokens_keep_min_remaining(
+            steps: list[tuple[int, str, int, str]], rng: float
+        ) -> None:
+            async def run() -> None:
+                redis_server.cli("FLUSHALL")
+                clock = Clock()
+                cache = redis_cache(redis_server)
+                cache.clock = clock
+                engine = CountingEngine(clock)
+                issuer = TokenIssuer(engine, cache, clock=clock, rng=lambda: rng)  # type: ignore[arg-type]
+                policy = AppPolicy(
+                    SDKAPPID, "1", MIN_REMAINING, refresh_ahead=7200, keep_warm=2 * 86400
+                )
+                warm = KeepWarm(
+                    lambda: issuer, cache.warm, lambda: [policy], lambda: Pace(), cache.healthy
+                )
+                logged_out: dict[str, float] = {}
+                try:
+                    for advance, userid, expire, action in steps:
+                        clock.now += advance
+                        if action == "pass":
+                            await warm.tick()
+                        elif action == "delete":
+                            await cache.delete_user(SDKAPPID, userid)
+                            logged_out[userid] = clock.now
+                        else:
+                            issued = await issuer.issue(policy, userid, expire)
+                            assert issued.expires_at - clock.now >= MIN_REMAINING
+                            verify(
+                                issued.usersig,
+                                userid=userid,
+                                sdkappid=SDKAPPID,
+                                key=SECRET,
+                                now=int(clock.now),
+                            )
+                            if issued.cached and userid in logged_out:
+                                assert issued.issued_at > logged_out[userid]
+                        await cache.flush()
+                finally:
+                    await cache.close()
+                seen.update(issuer.lookups)
+                seen["resigned"] += warm.stats.resigned[SDKAPPID]
+
+            asyncio.run(run())
+
+        kept_warm_tokens_keep_min_remaining()
+        assert seen["resigned"] >= 30 and seen["hit"] >= 30 and seen["stale"] >= 10, dict(seen)
 
     @STORES
     async def test_stale_entry_is_never_served(self, store: Callable[[Clock], MemoryCache]) -> None:

@@ -1,7 +1,7 @@
 """Coalescing the Redis backend's traffic: the reads of one event-loop iteration in one MGET
 (or, for single-token lookups, one script that also leases the keys it finds missing), its
-signing leases in one call, its writes (tokens, and tokens stored with their lease let go)
-in another.
+signing leases in one call; its writes (tokens, and tokens stored with their lease let go)
+in another (:mod:`~signer.cache.backends.writes`).
 
 A warm service answers most requests from Redis, so the cost of a cache hit is the cost of
 the service. Coalesced, a hit does not pay a round trip of its own, and MGET's one reply
@@ -31,7 +31,6 @@ from signer.cache.base import CachedToken, CacheKey
 
 MAX_KEYS_PER_CALL = 512
 MAX_NAMES_PER_MGET = 2 * MAX_KEYS_PER_CALL  # a token and its user's revocation marker each
-MAX_PENDING_WRITES = 50_000
 WRITE_TIMEOUT = 1.0  # background writes are on no request's path: big pipelines may take time
 
 
@@ -48,33 +47,6 @@ Spawn = Callable[[Coroutine[Any, Any, object]], None]
 
 Fetch = Callable[[list[bytes]], Awaitable[list[Any]]]
 """One MGET of the given names, values in their order (a cluster splits it per slot)."""
-
-Write = tuple[bytes, bytes, int]
-"""A name, its codec bytes and its TTL in milliseconds."""
-
-Settle = tuple[bytes, bytes | None, bytes, int]
-"""A lease to let go of, and the token to store before (name, codec bytes, TTL in ms), or
-``None`` and two ignored fields to only let go."""
-
-# Store the token (if any), then delete the lease only if it is still ours: it may have
-# expired and been taken by another instance, whose lease this must not end. The token and
-# its lease share a hash tag, so in a cluster both live in one slot, as a script needs.
-SETTLE = (
-    "if ARGV[2] ~= '' then redis.call('set', KEYS[2], ARGV[2], 'PX', ARGV[3]) end "
-    "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end return 1"
-)
-
-# The same for many keys in one call, where all keys may meet in one script (one server,
-# not a cluster): KEYS are (lease, token) pairs, ARGV the owner then (value, TTL in ms)
-# pairs, an empty value to only let go. One command and one reply instead of one of each
-# per key: redis-py spends far more of the event loop per command than Redis does.
-SETTLE_MANY = """
-for i = 1, #KEYS, 2 do
-  if ARGV[i + 1] ~= '' then redis.call('set', KEYS[i + 1], ARGV[i + 1], 'PX', ARGV[i + 2]) end
-  if redis.call('get', KEYS[i]) == ARGV[1] then redis.call('del', KEYS[i]) end
-end
-return #KEYS / 2
-"""
 
 # Reads for many keys in one call that also take the lease of each key found missing:
 # a miss is signed next, so its lease travels with its read. KEYS as for LEASE_MANY; the
@@ -313,118 +285,4 @@ class LeaseBatcher:
             pipe.set(name, self._owner, nx=True, px=lease.ttl_ms)
             pipe.get(token)
             pipe.get(revocation)
-        return await pipe.execute()
-
-
-class WriteBatcher:
-    """Writes of one loop iteration, sent as pipelines of at most MAX_KEYS_PER_CALL
-    commands: plain token writes, and settlements (a token stored, then its lease let go,
-    in one script per key)."""
-
-    def __init__(
-        self,
-        client: Redis | RedisCluster,
-        guard: Guard,
-        spawn: Spawn,
-        owner: bytes = b"",
-        one_script: bool = True,
-    ) -> None:
-        """``one_script`` as for :class:`LeaseBatcher`: settlements in one script call."""
-        self._client = client
-        self._guard = guard
-        self._spawn = spawn
-        self._owner = owner
-        self._script = client.register_script(SETTLE_MANY) if one_script else None
-        self._pending: list[Write] = []
-        self._settling: list[Settle] = []
-        self._scheduled = False
-        self.dropped = 0
-        """Writes never made: refused by the breaker, failed, or over MAX_PENDING_WRITES."""
-
-    def submit(self, writes: list[Write]) -> None:
-        """Queue writes for the end of this loop iteration, or drop them if the queue is
-        full (Redis slower than the traffic for a while: memory must not follow)."""
-        if len(self._pending) + len(writes) > MAX_PENDING_WRITES:
-            self.dropped += len(writes)
-            return
-        self._pending.extend(writes)
-        self._schedule()
-
-    def settle(self, item: Settle) -> None:
-        """Queue a settlement: its token (if any) stored, then its lease let go. Dropped
-        like a write when the queue is full (the lease then expires by itself)."""
-        if len(self._pending) + len(self._settling) >= MAX_PENDING_WRITES:
-            self.dropped += item[1] is not None
-            return
-        self._settling.append(item)
-        self._schedule()
-
-    def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def flush_queued(self) -> None:
-        """Send what is queued now instead of at the end of the iteration (shutdown)."""
-        if self._scheduled:
-            self._flush()
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        pending, self._pending = self._pending, []
-        settling, self._settling = self._settling, []
-        budget = max(self._guard.timeout, WRITE_TIMEOUT)
-        if self._script is not None:  # settlements in scripts of their own, writes apart
-            for start in range(0, len(settling), MAX_KEYS_PER_CALL):
-                self._spawn(self._settle(settling[start : start + MAX_KEYS_PER_CALL], budget))
-            settling = []
-        while pending or settling:  # settlements first: other instances wait on them
-            room = MAX_KEYS_PER_CALL
-            settles, settling = settling[:room], settling[room:]
-            room -= len(settles)
-            writes, pending = pending[:room], pending[room:]
-            self._spawn(self.write(writes, budget, settles))
-
-    async def _settle(self, settles: list[Settle], budget: float) -> None:
-        """One SETTLE_MANY call for ``settles``."""
-        assert self._script is not None
-        keys: list[bytes] = []
-        args: list[bytes | int] = [self._owner]
-        for lease, name, value, ttl_ms in settles:
-            keys += (lease, lease if name is None else name)
-            args += (value, ttl_ms)
-        stored = sum(item[1] is not None for item in settles)
-        call = await self._guard.call(
-            self._script, keys, args, budget=budget, kind="write", commands=1
-        )
-        if call is None:
-            self.dropped += stored
-
-    async def write(
-        self, batch: Sequence[Write], budget: float, settles: Sequence[Settle] = ()
-    ) -> None:
-        """One pipeline of ``SET name value PX ttl`` for ``batch`` and a settlement script
-        for each of ``settles``, now."""
-        stored = len(batch) + sum(item[1] is not None for item in settles)
-        replies = await self._guard.call(
-            self._send,
-            batch,
-            settles,
-            budget=budget,
-            kind="write",
-            commands=len(batch) + len(settles),
-        )
-        if replies is None:
-            self.dropped += stored
-
-    async def _send(self, batch: Sequence[Write], settles: Sequence[Settle]) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        owner = self._owner
-        for lease, name, value, ttl_ms in settles:
-            if name is None:
-                pipe.eval(SETTLE, 1, lease, owner, b"", 0)
-            else:
-                pipe.eval(SETTLE, 2, lease, name, owner, value, ttl_ms)
-        for name, value, ttl_ms in batch:
-            pipe.set(name, value, px=ttl_ms)
         return await pipe.execute()

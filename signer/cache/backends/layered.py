@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 from signer.cache.backends.memory import MemoryCache
 from signer.cache.backends.redis import RedisCache
-from signer.cache.base import DEFAULT_MAX_LIFETIME, CachedToken, CacheKey
+from signer.cache.base import DEFAULT_MAX_LIFETIME, CachedToken, CacheKey, WarmMark
 
 
 class LayeredCache:
@@ -78,6 +78,9 @@ class LayeredCache:
     async def delete(self, keys: Sequence[CacheKey]) -> int:
         await self.l1.delete(keys)
         return await self.shared.delete(keys)
+
+    def track(self, marks: Sequence[WarmMark]) -> None:
+        self.shared.track(marks)
 
     async def delete_user(
         self,

@@ -7,6 +7,11 @@
   with each token, in the same MGET or pipeline;
 - a signing lease: ``<prefix>lease:{<sdkappid>:<userid>}:<key version>:<expire>:<userbuf
   digest>``, holding a random owner id;
+- keep-warm's state per app (:mod:`signer.cache.keepwarm`), two sorted sets sharing the
+  hash tag ``{kw:<sdkappid>}`` (one slot, so one script reads both):
+  ``<prefix>kw:{kw:<sdkappid>}:due``, members ``<expire>:<userid>`` scored by the time
+  in ms their token is due for a re-sign, and ``<prefix>kw:{kw:<sdkappid>}:seen``,
+  members ``<userid>`` scored by the time in ms the user last asked;
 - the eviction channel ``<prefix>evictions``, whose messages name a user as
   ``<prefix><sdkappid>:<userid>``.
 
@@ -44,6 +49,12 @@ class KeyLayout:
 
     def revocation(self, sdkappid: int, userid: str) -> bytes:
         return f"{self.prefix}rev:{{{sdkappid}:{userid}}}".encode("utf-8", "surrogatepass")
+
+    def warm_due(self, sdkappid: int) -> bytes:
+        return f"{self.prefix}kw:{{kw:{sdkappid}}}:due".encode()
+
+    def warm_seen(self, sdkappid: int) -> bytes:
+        return f"{self.prefix}kw:{{kw:{sdkappid}}}:seen".encode()
 
     def user(self, sdkappid: int, userid: str) -> bytes:
         """What an eviction broadcast names: the user, not a token."""

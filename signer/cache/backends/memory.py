@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from signer.cache.base import DEFAULT_MAX_LIFETIME, CachedToken, CacheKey
+from signer.cache.base import DEFAULT_MAX_LIFETIME, CachedToken, CacheKey, WarmMark
 
 _Entry = tuple[float, str, str, int, int, int, str]  # deadline, then CachedToken's fields
 _Key = tuple[object, ...]  # a CacheKey as a plain tuple: sdkappid, version, expire, digest, userid
@@ -126,6 +126,9 @@ class MemoryCache:
                 self._unindex(plain)
                 deleted += 1
         return deleted
+
+    def track(self, marks: Sequence[WarmMark]) -> None:
+        return None  # keep-warm needs a shared store ([cache] url): settings refuse it here
 
     async def delete_user(
         self,

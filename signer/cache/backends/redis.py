@@ -29,21 +29,19 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from signer.cache import codec
-from signer.cache.backends.batching import (
-    LeaseBatcher,
-    ReadBatcher,
-    WriteBatcher,
-    socket_timeout,
-)
+from signer.cache.backends.batching import LeaseBatcher, ReadBatcher, socket_timeout
 from signer.cache.backends.guard import Guard
 from signer.cache.backends.health import HealthWatch
 from signer.cache.backends.layout import KeyLayout
 from signer.cache.backends.packing import use_hiredis_packing
+from signer.cache.backends.warm import WarmState, member
+from signer.cache.backends.writes import WriteBatcher
 from signer.cache.base import (
     DEFAULT_MAX_LIFETIME,
     CachedToken,
     CacheKey,
     RevocationNotRecorded,
+    WarmMark,
 )
 from signer.cache.breaker import CircuitBreaker, State
 
@@ -81,6 +79,8 @@ class RedisCache:
         self.breaker = self.guard.breaker
         self.layout = KeyLayout(prefix)
         self.prefix = prefix
+        self.clock: Callable[[], float] = time.time
+        """The time a logout or ban records (tests move it with the issuer's clock)."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._owner = uuid.uuid4().hex.encode()
         self._reads = ReadBatcher(self._mget_call, self.layout, self.guard, self._spawn)
@@ -107,6 +107,7 @@ class RedisCache:
             else None
         )
         self._health = HealthWatch(self.guard, client.ping)
+        self.warm = WarmState(client, self.layout, self.guard)
 
     @classmethod
     def from_url(
@@ -178,6 +179,22 @@ class RedisCache:
         deleted = await self.guard.call(self.client.delete, *names, kind="delete")
         return 0 if deleted is None else int(deleted)
 
+    def track(self, marks: Sequence[WarmMark]) -> None:
+        """Queue keep-warm's marks with this iteration's writes
+        (:mod:`~signer.cache.backends.writes`); dropped while the breaker is open."""
+        if not marks or self.breaker.state is State.OPEN:
+            return
+        layout, writes = self.layout, self._writes
+        for mark in marks:
+            if mark.due_ms is not None:
+                mode = "NX" if mark.due_if_untracked else ""
+                name, variant = layout.warm_due(mark.sdkappid), member(mark.expire, mark.userid)
+                writes.mark(name, variant, mark.due_ms, mode, mark.keep_ms)
+            if mark.seen_ms is not None:
+                name = layout.warm_seen(mark.sdkappid)
+                user = mark.userid.encode("utf-8", "surrogatepass")
+                writes.mark(name, user, mark.seen_ms, "GT", mark.keep_ms)
+
     # -- leases ----------------------------------------------------------------------------
 
     async def acquire_lease(self, key: CacheKey, seconds: float) -> tuple[bool, CachedToken | None]:
@@ -243,10 +260,16 @@ class RedisCache:
         REVOCATION_BUDGET: Redis answers each try within the client's timeout, and a brief
         pause or failover should not turn a ban into an error. So it keeps its own try
         instead of :meth:`Guard.call`: only if no try gets through does the failure count,
-        once, and :class:`RevocationNotRecorded` is raised."""
+        once, and :class:`RevocationNotRecorded` is raised.
+
+        The user also leaves keep-warm (its ``seen`` set), in the same pipeline: no
+        background re-sign is claimed for them after this, and one already claimed signs
+        its token as of its claim, so the marker retires it (:mod:`signer.cache.keepwarm`)."""
         names = [self.key(k) for k in known]
+        seen = self.layout.warm_seen(sdkappid)
+        user = userid.encode("utf-8", "surrogatepass")
         marker = self.layout.revocation(sdkappid, userid)
-        now_ms = int(time.time() * 1000)  # every try records the time of the request
+        now_ms = int(self.clock() * 1000)  # every try records the time of the request
         ttl_ms = (max_lifetime + REVOCATION_MARGIN) * 1000
         loop = asyncio.get_running_loop()
         deadline = loop.time() + REVOCATION_BUDGET
@@ -255,10 +278,11 @@ class RedisCache:
             try:
                 pipe = self.client.pipeline(transaction=False)
                 pipe.set(marker, now_ms, px=ttl_ms)
+                pipe.zrem(seen, user)
                 if names:
                     pipe.delete(*names)
                 self.guard.round_trips["revoke"] += 1
-                self.guard.commands["revoke"] += 1 + bool(names)
+                self.guard.commands["revoke"] += 2 + bool(names)
                 async with asyncio.timeout_at(min(deadline, loop.time() + self.timeout)):
                     replies = await pipe.execute()
             except Exception as error:
@@ -269,7 +293,7 @@ class RedisCache:
                 self.guard.failed(error)
                 raise RevocationNotRecorded(self.name, self.breaker.reset_after) from error
             self.guard.succeeded()
-            return int(replies[1]) if names else 0
+            return int(replies[2]) if names else 0
 
     # -- eviction broadcast ----------------------------------------------------------------
 

@@ -1,0 +1,111 @@
+"""Keep-warm's state in Redis: claiming the token variants due for a re-sign, one instance
+at a time, and counting them.
+
+Two sorted sets per app share the hash tag ``{kw:<sdkappid>}`` (names in
+:mod:`~signer.cache.backends.layout`), so one script reads and changes both, on a single
+server and in a cluster alike: ``due`` (``<expire>:<userid>`` by the time its re-sign is
+due) and ``seen`` (``<userid>`` by the time the user last asked). The claim follows what
+Redis job queues do with a sorted set of scheduled work (arq keeps deferred jobs scored by
+their due time and takes the ready ones by score): pick the members due by now, in due
+order, bounded; here the claim is made in the same script by moving each picked member's
+score a claim period ahead, so no other instance sees it due meanwhile, and the store of
+the re-signed token sets its next due time. An instance that dies holding claims loses
+nothing: its members are due again when the period ends. A member whose user has not
+asked since the idle horizon (or was logged out: DELETE removes the user from ``seen``)
+leaves both sets instead of being claimed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from redis.asyncio import Redis, RedisCluster
+
+from signer.cache.backends.guard import Guard
+from signer.cache.backends.layout import KeyLayout
+
+# KEYS: the due set, the seen set. ARGV: now (ms), the idle horizon (ms: a user last seen
+# before it falls out), the claim's end (ms), the most members to claim. The reply: the
+# count of members that fell out, then (member, due score) per member claimed.
+CLAIM = """
+local due = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0,
+                       tonumber(ARGV[4]))
+local out = {0}
+for i = 1, #due, 2 do
+  local member = due[i]
+  local sep = string.find(member, ':', 1, true)
+  local userid = sep and string.sub(member, sep + 1)
+  local seen = userid and redis.call('zscore', KEYS[2], userid)
+  if seen and tonumber(seen) >= tonumber(ARGV[2]) then
+    redis.call('zadd', KEYS[1], ARGV[3], member)
+    out[#out + 1] = member
+    out[#out + 1] = due[i + 1]
+  else
+    redis.call('zrem', KEYS[1], member)
+    if seen then redis.call('zrem', KEYS[2], userid) end
+    out[1] = out[1] + 1
+  end
+end
+return out
+"""
+
+CLAIM_BUDGET = 0.5  # seconds: background work, but a stuck claim must not hold the loop
+
+
+class Due(NamedTuple):
+    """A token variant claimed for a re-sign: its user and lifetime, and when it was due."""
+
+    userid: str
+    expire: int
+    due_ms: int
+
+
+class Claimed(NamedTuple):
+    due: list[Due]
+    fell_out: int
+    """Members that left instead: their user idle past the horizon, or logged out."""
+
+
+class WarmState:
+    """The claim and the counts of keep-warm's sets, through the backend's guard."""
+
+    def __init__(self, client: Redis | RedisCluster, layout: KeyLayout, guard: Guard) -> None:
+        self._client = client
+        self._layout = layout
+        self._guard = guard
+        self._claim = client.register_script(CLAIM)
+
+    async def claim(
+        self, sdkappid: int, now_ms: int, idle_before_ms: int, until_ms: int, limit: int
+    ) -> Claimed | None:
+        """Claim up to ``limit`` members of app ``sdkappid`` due by ``now_ms`` until
+        ``until_ms``; None if Redis did not answer (the breaker counts it)."""
+        keys = [self._layout.warm_due(sdkappid), self._layout.warm_seen(sdkappid)]
+        reply: Any = await self._guard.call(
+            self._claim,
+            keys,
+            [now_ms, idle_before_ms, until_ms, limit],
+            budget=max(self._guard.timeout, CLAIM_BUDGET),
+            kind="warm",
+        )
+        if reply is None:
+            return None
+        due = []
+        for index in range(1, len(reply) - 1, 2):
+            member = reply[index].decode("utf-8", "surrogatepass")
+            expire, _, userid = member.partition(":")
+            if expire.isdigit() and userid:
+                due.append(Due(userid, int(expire), int(float(reply[index + 1]))))
+        return Claimed(due, int(reply[0]))
+
+    async def count(self, sdkappid: int) -> int | None:
+        """Token variants tracked for app ``sdkappid`` (ZCARD of its due set)."""
+        found = await self._guard.call(
+            self._client.zcard, self._layout.warm_due(sdkappid), kind="warm"
+        )
+        return None if found is None else int(found)
+
+
+def member(expire: int, userid: str) -> bytes:
+    """A due set's member: the variant's lifetime, then the userid (which may hold ":")."""
+    return f"{expire}:{userid}".encode("utf-8", "surrogatepass")

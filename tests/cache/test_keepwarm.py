@@ -1,0 +1,312 @@
+"""Keep-warm against a real redis-server, with a controllable clock: users who asked stay
+warm for keep_warm_days, each variant is re-signed once across instances, logouts are
+never undone, idle users fall out, and a Redis restart pauses and resumes the loop.
+
+Redis keeps entries on real time while the clock jumps ahead (as in test_issuer.py), so
+an entry still in Redis is served only if the issuer's read-time check says it has
+min_remaining left: the checks below read through that check."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from signer.cache import AppPolicy, TokenIssuer
+from signer.cache.backends.redis import RedisCache
+from signer.cache.breaker import CircuitBreaker
+from signer.cache.keepwarm import KeepWarm, Pace
+from signer.core import HmacSecret, IssuedToken, SignerError, V2Signer, verify
+from signer.engine import SignRequest
+from tests.support import RedisServer
+
+SDKAPPID = 1400000001
+SECRET = HmacSecret(b"keep-warm-tests")
+START = 1_700_000_000
+DAY = 86400
+EXPIRE = DAY
+MIN_REMAINING = 3600
+POLICY = AppPolicy(
+    SDKAPPID, "1", MIN_REMAINING, refresh_ahead=7200, keep_warm=3 * DAY, warm_spread=0.25
+)
+STEP = 1800  # the clock's step between two passes: under the window's 10 % margin (2070 s)
+
+
+class Clock:
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Engine:
+    """Signs real v2 tokens as of the request's issued_at (else the clock), recording
+    every signature by userid; background requests can be held at a gate."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.signer = V2Signer(SDKAPPID, SECRET, key_version="1")
+        self.signed: dict[str, list[int]] = defaultdict(list)
+        self.background = 0
+        self.gate: asyncio.Event | None = None
+        self.waiting = asyncio.Event()
+
+    def _sign(self, request: SignRequest) -> IssuedToken:
+        issued_at = request.issued_at if request.issued_at is not None else int(self.clock())
+        self.signed[request.userid].append(issued_at)
+        return self.signer.sign(request.userid, request.expire, None, issued_at)
+
+    async def sign(self, request: SignRequest) -> IssuedToken:
+        await asyncio.sleep(0)
+        return self._sign(request)
+
+    async def sign_many(
+        self, requests: Sequence[SignRequest], background: bool = False
+    ) -> list[IssuedToken | SignerError]:
+        if background:
+            self.background += len(requests)
+            if self.gate is not None:
+                self.waiting.set()
+                await self.gate.wait()
+        await asyncio.sleep(0)
+        return [self._sign(r) for r in requests]
+
+    def total(self) -> int:
+        return sum(len(v) for v in self.signed.values())
+
+
+@dataclass
+class Instance:
+    cache: RedisCache
+    engine: Engine
+    issuer: TokenIssuer
+    warm: KeepWarm
+
+    async def tick(self, limit: int = 512) -> int:
+        claimed = await self.warm.tick(limit, count=True)
+        await self.cache.flush()
+        return claimed
+
+    async def cached(self, userid: str) -> bool:
+        """Whether a request now would be a hit (read through the issuer's check)."""
+        key = self.issuer.key(POLICY, userid, EXPIRE, None)
+        (entry,) = await self.cache.get_many([key])
+        return self.issuer.verdict(entry, key, POLICY) == "hit"
+
+
+def instance(url: str, clock: Clock, rng: float = 0.5) -> Instance:
+    cache = RedisCache.from_url(
+        url, timeout=0.2, breaker=CircuitBreaker(failure_threshold=2, reset_after=0.3)
+    )
+    cache.clock = clock
+    engine = Engine(clock)
+    issuer = TokenIssuer(engine, cache, clock=clock, rng=lambda: rng)  # type: ignore[arg-type]
+    warm = KeepWarm(
+        lambda: issuer, cache.warm, lambda: [POLICY], lambda: Pace(claim=60), cache.healthy
+    )
+    return Instance(cache, engine, issuer, warm)
+
+
+@pytest.fixture
+async def pair(redis_server: RedisServer) -> AsyncIterator[tuple[Instance, Instance, Clock]]:
+    clock = Clock()
+    first, second = instance(redis_server.url, clock, 0.3), instance(redis_server.url, clock, 0.7)
+    yield first, second, clock
+    await first.cache.close()
+    await second.cache.close()
+
+
+async def ask(node: Instance, userid: str) -> bool:
+    """A request for ``userid``'s token; checks its life left, returns ``cached``."""
+    issued = await node.issuer.issue(POLICY, userid, EXPIRE)
+    assert issued.expires_at - node.issuer.clock() >= MIN_REMAINING
+    verify(
+        issued.usersig, userid=userid, sdkappid=SDKAPPID, key=SECRET, now=int(node.issuer.clock())
+    )
+    await node.cache.flush()
+    return issued.cached
+
+
+class TestKeptWarm:
+    async def test_a_user_who_never_asks_again_stays_warm_for_n_days(
+        self, pair: tuple[Instance, Instance, Clock]
+    ) -> None:
+        """A user issued one token and never asking again has, at every half hour of the
+        next three days, a cached token with min_remaining left; a request then is a hit
+        and signs nothing; the token was re-signed about once a day, not on every pass.
+
+        Catches: no due time recorded with the stored token; the claim never picking
+        what is due; a re-sign not stored."""
+        node, _, clock = pair
+        assert not await ask(node, "alice")
+        while clock.now + STEP < START + POLICY.keep_warm:
+            clock.now += STEP
+            await node.tick()
+            assert await node.cached("alice"), f"cold at +{clock.now - START:.0f} s"
+        before = node.engine.total()
+        assert await ask(node, "alice")  # cached: true
+        assert node.engine.total() == before  # no signature on its path
+        resigned = node.warm.stats.resigned[SDKAPPID]
+        assert 3 <= resigned <= 4 and node.warm.stats.late[SDKAPPID] == 0
+        assert node.engine.background == resigned
+
+    async def test_asking_again_restarts_the_horizon(
+        self, pair: tuple[Instance, Instance, Clock]
+    ) -> None:
+        """A user who asks again (a hit) is kept warm for N days from then, not from
+        their first token: the hit recorded that they asked.
+
+        Catches: hits not recording the user as seen (they would fall out after N days
+        of daily logins served from cache)."""
+        node, _, clock = pair
+        await ask(node, "bob")
+        for _ in range(2 * DAY // STEP):
+            clock.now += STEP
+            await node.tick()
+        assert await ask(node, "bob")  # a hit, two days in
+        for _ in range(2 * DAY // STEP):  # to four days after the first token
+            clock.now += STEP
+            await node.tick()
+            assert await node.cached("bob")
+        assert node.warm.stats.fell_out[SDKAPPID] == 0
+
+    async def test_idle_beyond_n_days_falls_out(
+        self, pair: tuple[Instance, Instance, Clock], redis_server: RedisServer
+    ) -> None:
+        """A user who has not asked for N days is not re-signed again: their variant and
+        their record leave Redis at its next due time, and the token then goes cold.
+
+        Catches: the claim's idle check skipped (it would re-sign for ever)."""
+        node, _, clock = pair
+        await ask(node, "carol")
+        while clock.now < START + POLICY.keep_warm + 2 * DAY:
+            clock.now += STEP
+            await node.tick()
+        assert node.warm.stats.fell_out[SDKAPPID] == 1
+        assert redis_server.cli("ZCARD", node.cache.layout.warm_due(SDKAPPID).decode()) == "0"
+        assert redis_server.cli("ZCARD", node.cache.layout.warm_seen(SDKAPPID).decode()) == "0"
+        assert not await node.cached("carol")
+        # every re-sign happened within the horizon
+        last = max(node.engine.signed["carol"])
+        assert last <= START + POLICY.keep_warm
+
+
+class TestTwoInstances:
+    async def test_each_variant_is_re_signed_once(
+        self, pair: tuple[Instance, Instance, Clock]
+    ) -> None:
+        """Two instances sharing Redis, passing at the same moments with small claims,
+        share the work and never sign one user twice in one re-sign window.
+
+        Catches: the claim not moving a claimed member's score and the re-sign not
+        taking the stampede lease (either alone still holds the line)."""
+        first, second, clock = pair
+        users = [f"user{i}" for i in range(40)]
+        for userid in users:
+            await ask(first, userid)
+        while clock.now + STEP < START + POLICY.keep_warm:
+            clock.now += STEP
+            await asyncio.gather(first.tick(limit=7), second.tick(limit=7))
+            for userid in users[::5]:
+                assert await first.cached(userid)
+        for userid in users:
+            signed = sorted(first.engine.signed[userid] + second.engine.signed[userid])
+            gaps = [b - a for a, b in itertools.pairwise(signed)]
+            assert gaps and min(gaps) > DAY / 2, (userid, gaps)
+        assert first.warm.stats.resigned[SDKAPPID] > 0
+        assert second.warm.stats.resigned[SDKAPPID] > 0
+
+
+class TestLogout:
+    async def test_a_deleted_user_is_not_re_signed(
+        self, pair: tuple[Instance, Instance, Clock]
+    ) -> None:
+        """After a DELETE (logout, ban) the user is never re-signed; another user is.
+
+        Catches: DELETE not taking the user out of keep-warm's record."""
+        node, _, clock = pair
+        await ask(node, "dave")
+        await ask(node, "erin")
+        clock.now += 60
+        await node.cache.delete_user(SDKAPPID, "dave")
+        while clock.now + STEP < START + 2 * DAY:
+            clock.now += STEP
+            await node.tick()
+        assert len(node.engine.signed["dave"]) == 1
+        assert len(node.engine.signed["erin"]) >= 2
+        assert not await node.cached("dave") and await node.cached("erin")
+
+    async def test_a_delete_during_a_re_sign_is_not_undone(
+        self, pair: tuple[Instance, Instance, Clock]
+    ) -> None:
+        """A re-sign claimed before a DELETE and stored after it (the signature waited in
+        the engine meanwhile, seconds later) is not served: the next request signs anew.
+
+        Catches: the re-sign signing as of when it signs rather than as of its claim
+        (its token would postdate the revocation marker and be served)."""
+        node, _, clock = pair
+        await ask(node, "frank")
+        key = node.issuer.key(POLICY, "frank", EXPIRE, None)
+        (entry,) = await node.cache.get_many([key])
+        assert entry is not None
+        clock.now = entry.expires_at - MIN_REMAINING - 60  # inside its re-sign window
+        node.engine.gate = asyncio.Event()
+        task = asyncio.ensure_future(node.tick())
+        await asyncio.wait_for(node.engine.waiting.wait(), 5)
+        clock.now += 2
+        await node.cache.delete_user(SDKAPPID, "frank")
+        clock.now += 2  # the signature is made after the logout
+        node.engine.gate.set()
+        await task
+        assert node.warm.stats.resigned[SDKAPPID] == 1
+        (after,) = await node.cache.get_many([key])
+        assert after is None  # stored, but retired by the marker
+        assert not await ask(node, "frank")
+
+
+class TestRedisRestart:
+    async def test_keep_warm_pauses_and_resumes(self, tmp_path: Path) -> None:
+        """Redis killed mid-way (SIGKILL) and started again on its port with its data
+        (append-only file): the loop pauses while it is away (requests are then signed
+        locally, never below min_remaining) and resumes, keeping the user warm.
+
+        Catches: the loop not pausing (a pass on a dead store counted as done), or not
+        resuming once Redis answers again."""
+        persist = ["--appendonly", "yes", "--appendfsync", "always"]
+        server = RedisServer(tmp_path / "redis").start(persist)
+        clock = Clock()
+        node = instance(server.url, clock)
+        await node.cache.probe()
+        try:
+            await ask(node, "grace")
+            for _ in range(10):
+                clock.now += STEP
+                await node.tick()
+            server.kill()
+            for _ in range(6):
+                clock.now += STEP
+                await node.tick()
+                await ask(node, "grace")  # signed locally, still >= min_remaining
+                await asyncio.sleep(0.05)
+            assert node.warm.stats.paused and node.warm.stats.pauses == 1
+            server = RedisServer(tmp_path / "redis", port=server.port).start(persist)
+            for _ in range(100):  # the health check closes the breaker within ~0.3 s
+                if node.cache.healthy():
+                    break
+                await asyncio.sleep(0.05)
+            resigned = node.warm.stats.resigned[SDKAPPID]
+            while clock.now + STEP < START + POLICY.keep_warm:
+                clock.now += STEP
+                await node.tick()
+                assert await node.cached("grace")
+            assert not node.warm.stats.paused
+            assert node.warm.stats.resigned[SDKAPPID] > resigned
+        finally:
+            await node.cache.close()
+            server.stop()
