@@ -109,11 +109,16 @@ async def resign_due(
 
 
 async def warm_many(
-    issuer: TokenIssuer, app: AppPolicy, userids: Sequence[str], expire: int
+    issuer: TokenIssuer,
+    app: AppPolicy,
+    userids: Sequence[str],
+    expire: int,
+    background: bool = True,
 ) -> WarmCounts:
     """Fill the cache with a token for each of ``userids`` (lifetime ``expire``) that has
     none with at least ``refresh_ahead`` seconds left, ahead of a known event. Signed in
-    the background queue; each userid counts as asking (keep-warm then tracks it). A
+    the engine's ``background`` queue (``signer warm`` has an engine of its own: no live
+    request to yield to); each userid counts as asking (keep-warm then tracks it). A
     userid repeated is counted once; one the app's policy refuses is ``refused``."""
     counts = WarmCounts()
     unique = list(dict.fromkeys(userids))
@@ -135,7 +140,7 @@ async def warm_many(
     if marks:
         issuer.cache.track(marks)
     requests = [SignRequest(app.sdkappid, key.userid, expire) for key in todo]
-    outcomes = await issuer.engine.sign_many(requests, background=True) if requests else []
+    outcomes = await issuer.engine.sign_many(requests, background) if requests else []
     items: list[tuple[CacheKey, CachedToken, int]] = []
     for key, outcome in zip(todo, outcomes, strict=True):
         if isinstance(outcome, SignerError):

@@ -61,12 +61,16 @@ async def _engine_lifecycle(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     await state.engine.start()
     await _check_cache(state.cache)
+    if state.keep_warm is not None:
+        state.keep_warm.start()
     publisher = None
     if state.metrics.shared is not None:  # one of several processes: share the metrics
         publisher = asyncio.ensure_future(_publish_metrics(state))
     yield
     if publisher is not None:
         publisher.cancel()
+    if state.keep_warm is not None:
+        await state.keep_warm.close()
     await state.engine.close()
     await state.cache.close()
     if state.metrics.shared is not None:

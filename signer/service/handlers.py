@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from signer.cache import CacheKey, Issued
 from signer.cache.base import RevocationNotRecorded
+from signer.cache.warming import warm_many
 from signer.config import AppRuntime
 from signer.core import (
     UINT32_MAX,
@@ -53,6 +54,7 @@ from signer.service.schemas import (
     UserSigQuery,
     UserSigRequest,
     VerifyRequest,
+    WarmRequest,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -236,19 +238,29 @@ async def get_usersig(request: web.Request) -> web.Response:
     return await _issue(request, validate(UserSigQuery, dict(query)), None)
 
 
+def _check_batch_size(request: web.Request, userids: list[str]) -> None:
+    limit = request.app[STATE].runtime.settings.server.max_batch_userids
+    if len(userids) > limit:
+        raise TooManyUserIds(f"at most {limit} userids per batch", "userids")
+
+
+def _charge_batch(request: web.Request, userids: list[str]) -> None:
+    """Charge the caller's rate limit a batch's size."""
+    state = request.app[STATE]
+    if state.runtime.settings.rate_limit.enabled and len(userids) > 1:
+        # A batch costs its size (the request itself was charged 1), capped at the burst
+        # so that a full batch is possible at all.
+        burst = state.runtime.settings.rate_limit.burst
+        state.limiter.check(request[CALLER].name, min(len(userids) - 1, burst - 1))
+
+
 async def post_batch(request: web.Request) -> web.Response:
     state = request.app[STATE]
     body = await read_json(request, BatchRequest)
     app = _app_for(request, body.sdkappid)
-    limit = state.runtime.settings.server.max_batch_userids
-    if len(body.userids) > limit:
-        raise TooManyUserIds(f"at most {limit} userids per batch", "userids")
+    _check_batch_size(request, body.userids)
     expire = _expire(app, body.expire)
-    if state.runtime.settings.rate_limit.enabled and len(body.userids) > 1:
-        # A batch costs its size (the request itself was charged 1), capped at the burst
-        # so that a full batch is possible at all.
-        burst = state.runtime.settings.rate_limit.burst
-        state.limiter.check(request[CALLER].name, min(len(body.userids) - 1, burst - 1))
+    _charge_batch(request, body.userids)
     outcomes = await state.issuer.issue_many(state.policy(app), body.userids, expire)
     results = []
     for userid, outcome in zip(body.userids, outcomes, strict=True):
@@ -257,6 +269,33 @@ async def post_batch(request: web.Request) -> web.Response:
         else:
             results.append(token_body(outcome))
     return json_response({"results": results}, headers=NO_STORE)
+
+
+async def post_warm(request: web.Request) -> web.Response:
+    """Sign the userids' tokens into the cache ahead of a known event (a launch, a live
+    show), in the engine's background queue so live requests go first. Authorised and
+    rate-limited like a batch; answers counts, not tokens. With keep-warm on for the app,
+    each userid also counts as having asked (it is then kept warm)."""
+    state = request.app[STATE]
+    body = await read_json(request, WarmRequest)
+    app = _app_for(request, body.sdkappid)
+    _check_batch_size(request, body.userids)
+    expire = _expire(app, body.expire)
+    _charge_batch(request, body.userids)
+    counts = await warm_many(state.issuer, state.policy(app), body.userids, expire)
+    refusals = [
+        {"userid": userid, **from_signer_error(error).body()} for userid, error in counts.refused
+    ]
+    return json_response(
+        {
+            "sdkappid": app.sdkappid,
+            "signed": counts.signed,
+            "already_warm": counts.already_warm,
+            "refused": len(refusals),
+            "refusals": refusals,
+            "keep_warm_days": app.settings.keep_warm_days,
+        }
+    )
 
 
 async def post_privatemapkey(request: web.Request) -> web.Response:
@@ -362,6 +401,7 @@ async def readyz(request: web.Request) -> web.Response:
     details = {
         "engine": {"workers": len(pids), "queue_depth": state.engine.stats.queue_depth},
         "cache": {"backend": state.cache.name, "up": cache_up},
+        "keep_warm": state.keep_warm_details(),
     }
     ready = bool(pids)  # a down cache is reported, but signing locally still works
     return json_response(

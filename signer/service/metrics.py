@@ -26,9 +26,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from signer.cache import CacheBackend, TokenIssuer
+from signer.cache import AppPolicy, CacheBackend, TokenIssuer
 from signer.cache.backends.layered import LayeredCache
 from signer.cache.backends.redis import RedisCache
+from signer.cache.keepwarm import KeepWarm
 from signer.engine import BATCH_SIZE_BUCKETS, Engine
 from signer.service.protocol import ConnectionGuard
 
@@ -74,6 +75,11 @@ class ServiceMetrics:
 
     def watch(self, engine: Callable[[], Engine], issuer: Callable[[], TokenIssuer]) -> None:
         self.registry.register(_EngineAndCacheCollector(engine, issuer))
+
+    def watch_keep_warm(
+        self, warm: Callable[[], KeepWarm | None], apps: Callable[[], list[AppPolicy]]
+    ) -> None:
+        self.registry.register(_KeepWarmCollector(warm, apps))
 
     def watch_connections(self, guard: ConnectionGuard) -> None:
         self.registry.register(_ConnectionCollector(guard))
@@ -152,6 +158,8 @@ class _SharedCollector(Collector):
                     key = (sample_name, tuple(sorted(labels.items())))
                     if name in _MINIMUM_GAUGES and key in merged:
                         merged[key] = min(merged[key], value)
+                    elif name in _MAXIMUM_GAUGES and key in merged:
+                        merged[key] = max(merged[key], value)
                     else:
                         merged[key] = merged.get(key, 0.0) + value
         for name, family in families.items():
@@ -162,6 +170,8 @@ class _SharedCollector(Collector):
 
 _PROCESS_TOKEN = uuid.uuid4().hex[:12]  # a reused pid must not overwrite a dead one's counts
 _MINIMUM_GAUGES = {"signer_cache_up"}  # up only if every process reaches the cache
+# Every process counts the same shared set, and one paused process is a pause.
+_MAXIMUM_GAUGES = {"signer_keepwarm_tracked", "signer_keepwarm_paused"}
 
 
 def _alive(pid: int) -> bool:
@@ -271,6 +281,54 @@ def shared_store(cache: CacheBackend) -> RedisCache | None:
     if isinstance(cache, LayeredCache):
         return cache.shared
     return cache if isinstance(cache, RedisCache) else None
+
+
+class _KeepWarmCollector(Collector):
+    """Keep-warm's figures, per app with keep-warm on: a series for each from the start."""
+
+    def __init__(
+        self, warm: Callable[[], KeepWarm | None], apps: Callable[[], list[AppPolicy]]
+    ) -> None:
+        self._warm = warm
+        self._apps = apps
+
+    def collect(self) -> Iterator[Metric]:
+        warm = self._warm()
+        if warm is None:
+            return
+        stats = warm.stats
+        appids = sorted({policy.sdkappid for policy in self._apps()} | set(stats.resigned))
+        tracked = GaugeMetricFamily(
+            "signer_keepwarm_tracked",
+            "Token variants keep-warm tracks in the shared cache (its last count, every ~10 s).",
+            labels=["sdkappid"],
+        )
+        counters = {
+            "resigned": "Tokens re-signed in the background before falling under min_remaining.",
+            "late": "Re-signs made after the cached token had gone or fallen under "
+            "min_remaining (a request meanwhile was a miss): the rate cap or the loop is "
+            "behind, or Redis lost the token.",
+            "fell_out": "Tracked variants dropped: their user idle past keep_warm_days, or "
+            "logged out.",
+            "skipped": "Claimed variants not re-signed: renewed meanwhile, or being signed "
+            "elsewhere.",
+        }
+        families = {
+            name: CounterMetricFamily(f"signer_keepwarm_{name}", text, labels=["sdkappid"])
+            for name, text in counters.items()
+        }
+        for appid in appids:
+            if appid in stats.tracked:
+                tracked.add_metric([str(appid)], stats.tracked[appid])
+            for name, family in families.items():
+                family.add_metric([str(appid)], getattr(stats, name)[appid])
+        yield tracked
+        yield from families.values()
+        yield GaugeMetricFamily(
+            "signer_keepwarm_paused",
+            "1 while keep-warm waits for the shared cache to answer again, else 0.",
+            int(stats.paused),
+        )
 
 
 class _ConnectionCollector(Collector):

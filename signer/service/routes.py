@@ -48,6 +48,8 @@ from signer.service.schemas import (
     UserSigRequest,
     VerifyRequest,
     VerifyResponse,
+    WarmRequest,
+    WarmResponse,
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -120,6 +122,15 @@ ROUTES: tuple[Route, ...] = (
         "Issue UserSigs for up to 10,000 userids",
         body=BatchRequest,
         response=BatchResponse,
+        raises=(*TOKEN_ERRORS, TooManyUserIds),
+    ),
+    Route(
+        "POST",
+        "/v1/usersig/warm",
+        handlers.post_warm,
+        "Sign tokens into the shared cache ahead of a known event (counts, no tokens)",
+        body=WarmRequest,
+        response=WarmResponse,
         raises=(*TOKEN_ERRORS, TooManyUserIds),
     ),
     Route(

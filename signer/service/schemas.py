@@ -162,6 +162,18 @@ class BatchRequest(_Model):
     expire: Expire = None
 
 
+class WarmRequest(_Model):
+    """Userids whose tokens to sign into the shared cache ahead of a known event."""
+
+    sdkappid: SdkAppId
+    userids: list[str] = Field(
+        min_length=1,
+        max_length=100_000,
+        description="Userids, at most server.max_batch_userids (10,000 by default).",
+    )
+    expire: Expire = None
+
+
 class PrivateMapKeyRequest(_Model):
     """A TRTC room privilege token. Exactly one of room_id and room_str names the room
     (null counts as absent)."""
@@ -230,6 +242,19 @@ class BatchItemError(BaseModel):
 
 class BatchResponse(BaseModel):
     results: list[TokenResponse | BatchItemError]
+
+
+class WarmResponse(BaseModel):
+    sdkappid: int
+    signed: int = Field(description="Tokens signed and stored now.")
+    already_warm: int = Field(
+        description="Userids with a cached token of at least refresh_ahead seconds left."
+    )
+    refused: int = Field(description="Userids refused (listed in refusals).")
+    refusals: list[BatchItemError]
+    keep_warm_days: int = Field(
+        description="The app's keep_warm_days: 0 if warmed tokens are not kept warm after."
+    )
 
 
 class PrivilegeMapModel(BaseModel):

@@ -6,13 +6,15 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from signer.cache import AppPolicy, CacheBackend, TokenIssuer
+from signer.cache.keepwarm import KeepWarm, Pace
 from signer.config import AppRuntime, Runtime, Settings, build_runtime, engine_settings
 from signer.engine import Engine
 from signer.service.auth import RateLimiter
 from signer.service.errors import UnknownSdkAppId
-from signer.service.metrics import ServiceMetrics
+from signer.service.metrics import ServiceMetrics, shared_store
 
 
 @dataclass
@@ -24,6 +26,9 @@ class ServiceState:
     limiter: RateLimiter
     metrics: ServiceMetrics
     started_at: float = 0.0
+    keep_warm: KeepWarm | None = None
+    """This process's keep-warm loop: None without a shared cache (settings then refuse
+    keep_warm_days); it idles while no app has keep-warm on."""
     _policies: dict[int, AppPolicy] = field(default_factory=dict)
     _reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -42,8 +47,51 @@ class ServiceState:
             metrics=ServiceMetrics(shared_metrics),
             started_at=time.time(),
         )
+        shared = shared_store(cache)
+        if shared is not None:
+            state.keep_warm = KeepWarm(
+                lambda: state.issuer,
+                shared.warm,
+                state.warm_policies,
+                state.warm_pace,
+                cache.healthy,
+            )
         state.metrics.watch(lambda: state.engine, lambda: state.issuer)
+        state.metrics.watch_keep_warm(lambda: state.keep_warm, state.warm_policies)
         return state
+
+    def warm_policies(self) -> list[AppPolicy]:
+        """The policies of the apps with keep-warm on (asked again on every pass)."""
+        apps = self.runtime.apps.values()
+        return [self.policy(app) for app in apps if app.settings.keep_warm_days]
+
+    def warm_pace(self) -> Pace:
+        settings = self.runtime.settings.keep_warm
+        return Pace(settings.rate, settings.claim, settings.interval)
+
+    def keep_warm_details(self) -> dict[str, Any]:
+        """Keep-warm's state for /readyz: per app its days and tracked variants (as of
+        the loop's last count), whether it is paused, its totals."""
+        policies = self.warm_policies()
+        warm = self.keep_warm
+        if warm is None or not policies:
+            return {"enabled": False}
+        stats = warm.stats
+        return {
+            "enabled": True,
+            "paused": stats.paused,
+            "rate": self.runtime.settings.keep_warm.rate,
+            "apps": {
+                str(policy.sdkappid): {
+                    "days": policy.keep_warm // 86400,
+                    "tracked": stats.tracked.get(policy.sdkappid),
+                }
+                for policy in policies
+            },
+            "resigned": sum(stats.resigned.values()),
+            "late": sum(stats.late.values()),
+            "last_pass": stats.last_pass,
+        }
 
     def app(self, sdkappid: int) -> AppRuntime:
         app = self.runtime.apps.get(sdkappid)

@@ -262,6 +262,7 @@ async def test_served_spec_is_the_built_spec(base_url: str) -> None:
 VALID_BODIES: dict[str, dict[str, Any]] = {
     "/v1/usersig": {"sdkappid": DEV_V1_APP, "userid": "alice", "userbuf": "AAEC"},
     "/v1/usersig/batch": {"sdkappid": DEV_V2_APP, "userids": ["alice", "bob"]},
+    "/v1/usersig/warm": {"sdkappid": DEV_V2_APP, "userids": ["alice", "bob"]},
     "/v1/privatemapkey": {"sdkappid": DEV_V1_APP, "userid": "alice", "room_id": 1234},
     "/v1/verify": {"sdkappid": DEV_V2_APP, "userid": "alice", "usersig": "not-a-usersig"},
 }
