@@ -20,46 +20,12 @@ import click
 
 from signer.cli import inputs
 from signer.cli.options import app_options, signing_key_options
+from signer.cli.progress import Progress
 from signer.core import EcPrivateKey, HmacSecret
 from signer.engine import AppKey, Engine, EngineSettings, KeySet
 from signer.engine.records import CSV_HEADER, Format, Rendered
 
 DEFAULT_CHUNK = 1000
-
-
-def _userids_from_file(path: str) -> Iterator[str]:
-    handle = sys.stdin if path == "-" else open(path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
-    with handle:
-        for line in handle:
-            yield line.rstrip("\r\n")
-
-
-def _generated(prefix: str, count: int) -> Iterator[str]:
-    return (f"{prefix}{n}" for n in range(count))
-
-
-def _chunks(userids: Iterator[str], size: int) -> Iterator[list[str]]:
-    while chunk := list(itertools.islice(userids, size)):
-        yield chunk
-
-
-class _Progress:
-    """A tqdm bar on a terminal, nothing otherwise."""
-
-    def __init__(self, total: int | None) -> None:
-        self._bar = None
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, unit="tok", unit_scale=True, file=sys.stderr)
-
-    def update(self, n: int) -> None:
-        if self._bar is not None:
-            self._bar.update(n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
 
 
 async def _run(
@@ -71,7 +37,7 @@ async def _run(
     out: IO[bytes],
     settings: EngineSettings,
     strict: bool,
-    progress: _Progress,
+    progress: Progress,
 ) -> tuple[int, int, str | None]:
     tokens = errors = 0
     window = settings.workers * settings.in_flight_per_worker
@@ -163,9 +129,13 @@ def bulk(
     else:
         assert isinstance(key, HmacSecret)
         app = AppKey.from_secret(sdkappid, key, max_userid_bytes=max_userid_bytes)
-    userids = _userids_from_file(userids_file) if userids_file else _generated(prefix, count or 0)
+    userids = (
+        inputs.userids_from_file(userids_file)
+        if userids_file
+        else inputs.generated_userids(prefix, count or 0)
+    )
     settings = EngineSettings(workers=workers, max_queued=max(50_000, 4 * workers * chunk))
-    progress = _Progress(count)
+    progress = Progress(count)
     start = time.perf_counter()
     out = sys.stdout.buffer if out_path == "-" else _open_out(out_path)
     try:
@@ -175,7 +145,7 @@ def bulk(
             _run(
                 KeySet.of([app]),
                 sdkappid,
-                _chunks(userids, chunk),
+                inputs.chunks_of(userids, chunk),
                 expire,
                 fmt,
                 out,

@@ -7,7 +7,9 @@ ever echoed back.
 
 from __future__ import annotations
 
+import itertools
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -129,3 +131,21 @@ def token(value: str | None, path: str | None) -> str:
     if value is not None:
         return value.strip()
     return read_small(path or "-").decode("utf-8", "replace").strip()
+
+
+def userids_from_file(path: str) -> Iterator[str]:
+    """One userid per line of ``path`` (``-`` for stdin), read lazily."""
+    handle = sys.stdin if path == "-" else open(path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+    with handle:
+        for line in handle:
+            yield line.rstrip("\r\n")
+
+
+def generated_userids(prefix: str, count: int) -> Iterator[str]:
+    """``<prefix>0`` .. ``<prefix><count - 1>``."""
+    return (f"{prefix}{n}" for n in range(count))
+
+
+def chunks_of(userids: Iterator[str], size: int) -> Iterator[list[str]]:
+    while chunk := list(itertools.islice(userids, size)):
+        yield chunk

@@ -16,6 +16,7 @@ from signer.cli.bulk import bulk
 from signer.cli.keys import keygen
 from signer.cli.serve import serve
 from signer.cli.tokens import decode, privatemapkey, sign, verify
+from signer.cli.warm import warm
 from signer.core import SignerError
 
 EXIT_INVALID = 1
@@ -39,6 +40,7 @@ cli.add_command(verify)
 cli.add_command(decode)
 cli.add_command(bulk)
 cli.add_command(serve)
+cli.add_command(warm)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -107,18 +107,7 @@ class ServiceState:
         return policy
 
     def _build_policy(self, app: AppRuntime) -> AppPolicy:
-        cache = self.runtime.settings.cache
-        return AppPolicy(
-            app.sdkappid,
-            app.cache_version,
-            cache.min_remaining,
-            cache.refresh_ahead,
-            cache.refresh_jitter,
-            cache.lease,
-            cache.lease_wait,
-            app.settings.keep_warm_days * 86400,
-            self.runtime.settings.keep_warm.spread,
-        )
+        return app_policy(self.runtime.settings, app)
 
     async def reload(self, settings: Settings) -> Runtime:
         """Switch to ``settings``: keys load first, so a bad config changes nothing.
@@ -138,6 +127,22 @@ class ServiceState:
         limits = settings.rate_limit
         if (limits.rate, limits.burst) != (previous.rate_limit.rate, previous.rate_limit.burst):
             self.limiter = RateLimiter(limits.rate, limits.burst)  # else callers keep buckets
+
+
+def app_policy(settings: Settings, app: AppRuntime) -> AppPolicy:
+    """The caching facts of ``app`` under ``settings`` (the service's, ``signer warm``'s)."""
+    cache = settings.cache
+    return AppPolicy(
+        app.sdkappid,
+        app.cache_version,
+        cache.min_remaining,
+        cache.refresh_ahead,
+        cache.refresh_jitter,
+        cache.lease,
+        cache.lease_wait,
+        app.settings.keep_warm_days * 86400,
+        settings.keep_warm.spread,
+    )
 
 
 # What a running process cannot change: its socket, logging, worker pool and cache client.
