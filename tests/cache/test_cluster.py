@@ -11,7 +11,10 @@ import pytest
 from signer.cache import AppPolicy, TokenIssuer
 from signer.cache.backends.cluster import RedisClusterCache, parse_cluster_url
 from signer.cache.base import CachedToken, CacheKey
+from signer.cache.keepwarm import KeepWarm, Pace
 from tests.cache.test_coalescing import Engine
+from tests.cache.test_keepwarm import EXPIRE, POLICY, START, STEP, Clock
+from tests.cache.test_keepwarm import Engine as ClockEngine
 from tests.support import RedisCluster
 
 # A 3-master cluster takes seconds to form; the URL parsing test rides along.
@@ -95,3 +98,35 @@ async def test_a_storm_of_misses_over_many_slots_stores_every_token_and_leaves_n
     ]
     for key in keys:  # every lease was let go: each can be taken again at once
         assert (await cluster_cache.acquire_lease(key, 1.0))[0] is True
+
+
+async def test_keep_warm_works_across_slots(cluster_cache: RedisClusterCache) -> None:
+    """Keep-warm on a cluster: its two sets share a slot, so the claim script runs there,
+    and the marks of users in many slots ride the write pipelines; users stay warm for
+    the horizon, and a logged-out one is not re-signed.
+
+    Catches: keep-warm's keys spread over slots (the claim script would be refused
+    with CROSSSLOT and keep-warm would pause for ever)."""
+    clock = Clock()
+    cluster_cache.clock = clock
+    engine = ClockEngine(clock)
+    issuer = TokenIssuer(engine, cluster_cache, clock=clock, rng=lambda: 0.5)  # type: ignore[arg-type]
+    warm = KeepWarm(
+        lambda: issuer, cluster_cache.warm, lambda: [POLICY], Pace, cluster_cache.healthy
+    )
+    users = [f"c{i}" for i in range(30)]
+    for userid in users:
+        await issuer.issue(POLICY, userid, EXPIRE)
+    await cluster_cache.flush()
+    await cluster_cache.delete_user(POLICY.sdkappid, "c0")
+    while clock.now + STEP < START + 2 * 86400:
+        clock.now += STEP
+        await warm.tick()
+        await cluster_cache.flush()
+        keys = [issuer.key(POLICY, userid, EXPIRE, None) for userid in users[1:]]
+        entries = await cluster_cache.get_many(keys)
+        assert all(
+            issuer.verdict(e, k, POLICY) == "hit" for e, k in zip(entries, keys, strict=True)
+        )
+    assert not warm.stats.paused and warm.stats.resigned[POLICY.sdkappid] >= 2 * 29
+    assert len(engine.signed["c0"]) == 1

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import orjson
 from aiohttp.test_utils import TestClient
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -62,3 +66,34 @@ class TestMetricLabels:
         text = await (await client.get("/metrics")).text()
         assert 'method="OTHER",route="/healthz",status="405"} 3.0' in text
         assert "PROPFIND" not in text and "MKCOL" not in text
+
+
+class TestKeepWarmAcrossProcesses:
+    def test_tracked_and_paused_are_the_largest_counters_the_sum(self, tmp_path: Path) -> None:
+        """Several processes each count the same shared set: signer_keepwarm_tracked is
+        the largest of their counts, not their sum; one paused process is a pause; their
+        re-sign counters add up.
+
+        Catches: the gauges summed like counters (N processes would report N times the
+        tracked users)."""
+        for token, tracked, paused, resigned in (("a", 90, 0, 5), ("b", 100, 1, 7)):
+            snapshot = [
+                [
+                    "signer_keepwarm_tracked",
+                    "",
+                    "gauge",
+                    [["signer_keepwarm_tracked", {"sdkappid": "1"}, tracked]],
+                ],
+                ["signer_keepwarm_paused", "", "gauge", [["signer_keepwarm_paused", {}, paused]]],
+                [
+                    "signer_keepwarm_resigned",
+                    "",
+                    "counter",
+                    [["signer_keepwarm_resigned_total", {"sdkappid": "1"}, resigned]],
+                ],
+            ]
+            (tmp_path / f"{os.getpid()}-{token}.json").write_bytes(orjson.dumps(snapshot))
+        text = ServiceMetrics(tmp_path).exposition().decode()
+        assert 'signer_keepwarm_tracked{sdkappid="1"} 100.0' in text
+        assert "signer_keepwarm_paused 1.0" in text
+        assert 'signer_keepwarm_resigned_total{sdkappid="1"} 12.0' in text
