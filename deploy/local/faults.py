@@ -35,6 +35,7 @@ from deploy.local.topology import Topology
 
 REPORT = ROOT / "docs" / "RELIABILITY.md"
 TRANSPORT = ("http_status", "connection")  # failures that are not a wrong token
+DIRECT_RATE = 50  # new connections a second straight to the instance whose process is killed
 
 
 @dataclass
@@ -184,7 +185,7 @@ def http_process_kill(run: Run) -> tuple[float, float, dict[str, Any]]:
         run.load.api_key,
         run.load.v1_keys,
         run.load.v2_secret,
-        rate=50,
+        rate=DIRECT_RATE,
         fresh_connections=True,
     ).start()
     time.sleep(1.0)

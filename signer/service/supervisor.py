@@ -4,8 +4,13 @@ One event loop is the limit of one process, and aiohttp's own work is a large sh
 what each request costs it (see docs/PERFORMANCE.md). With ``processes`` above 1 this
 parent binds one listening socket per child to the same port (``SO_REUSEPORT``: the kernel
 spreads connections over them), starts the children and then only supervises. A child
-that dies is started again; SIGHUP is passed on to every child (each reloads); SIGTERM or
-SIGINT is passed on, every child drains, and the parent exits 0.
+that dies is started again at once. While a sibling serves, the dead one's socket is closed
+first: the kernel then sends new connections to the siblings instead of queueing them for a
+process that is not there yet (the replacement gets a socket that is only bound, and listens
+once it can serve). Connections already queued on the closed socket are reset, unless the
+host sets ``net.ipv4.tcp_migrate_req = 1`` (the kernel then hands them to a sibling); see
+docs/RELIABILITY.md for what either costs a client. SIGHUP is passed on to every child (each
+reloads); SIGTERM or SIGINT is passed on, every child drains, and the parent exits 0.
 
 Each child is a whole service (its own engine and workers) that writes a snapshot of its
 metrics to a shared directory, so that ``/metrics`` of any child reports the sum of all.
@@ -30,7 +35,7 @@ from signer.service.logs import configure, get_logger
 from signer.service.server import run_process
 
 log = get_logger("signer.supervisor")
-RESTART_PAUSE = 1.0  # a child that cannot start must not be restarted in a tight loop
+RESTART_PAUSE = 1.0  # after an early death: a child that cannot start must not loop
 EARLY_DEATH = 10.0  # a child that dies this soon after starting failed to start
 MAX_EARLY_DEATHS = 5  # in a row: then the service gives up instead of looping for ever
 
@@ -65,6 +70,21 @@ def listening_sockets(host: str, port: int, count: int, backlog: int = 1024) -> 
             sock.close()
         raise
     return sockets
+
+
+def bound_socket(host: str, port: int) -> socket.socket:
+    """A socket of the port's SO_REUSEPORT group, bound but not listening: the kernel sends
+    it no connection until the child it is given to calls listen() (aiohttp's site does,
+    once the child can serve)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _sweep_stale_metrics(tmp: Path) -> None:
@@ -193,10 +213,41 @@ class Supervisor:
                         raise GaveUp()
                 else:
                     self._early_deaths = 0
+                if self._siblings_serve(index, sockets):
+                    sockets[index] = self._fresh_socket(sockets[index])
                 log.error("HTTP process died; starting another", exit_code=dead.exitcode)
-                time.sleep(RESTART_PAUSE)
+                if self._early_deaths:
+                    time.sleep(RESTART_PAUSE)
                 if not self._signals:
                     self._start(index, sockets[index], metrics)
+
+    def _siblings_serve(self, index: int, sockets: list[socket.socket]) -> bool:
+        """Whether another child is alive and listening (a replacement still starting has
+        a socket that is only bound): if none is, the dead child's socket is kept, so that
+        new connections wait in its queue for the replacement instead of being refused."""
+        return any(
+            child is not None
+            and child.is_alive()
+            and sockets[i].getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+            for i, child in enumerate(self._children)
+            if i != index
+        )
+
+    def _fresh_socket(self, dead: socket.socket) -> socket.socket:
+        """Close the dead child's listening socket (nobody accepts on it: the kernel would
+        queue new connections there until the replacement is up) and bind the one its
+        replacement will listen on. Kept as it was if the port cannot be bound again: a
+        wait in its queue is better than no socket at all."""
+        host, port = dead.getsockname()[:2]
+        try:
+            fresh = bound_socket(host, port)
+        except OSError as exc:
+            log.warning(
+                "cannot bind the port again; the replacement keeps the old socket", error=str(exc)
+            )
+            return dead
+        dead.close()
+        return fresh
 
     def _stopping(self) -> bool:
         """Whether a SIGTERM or SIGINT waits to be handled."""

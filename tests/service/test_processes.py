@@ -211,12 +211,58 @@ class TestSeveralProcesses:
     def test_a_killed_process_is_replaced_and_no_request_fails(
         self, tmp_path: Path, deployment: Deployment
     ) -> None:
-        """SIGKILL of one HTTP process: the supervisor starts another, and requests on
-        new connections meanwhile wait in the listening socket's backlog, never refused."""
+        """SIGKILL of one HTTP process: the supervisor starts another, and requests on new
+        connections meanwhile are served by the survivor at once, none waiting for the
+        replacement to start (the dead process's socket is closed, not left to queue
+        them) and none refused."""
         with serve(tmp_path, "--config", str(two_processes(deployment))) as server:
             victim = http_processes(server)[0]
             os.kill(victim, signal.SIGKILL)
+            wait_for(lambda: "HTTP process died" in server.log(), "the supervisor noticing")
+            slowest, tags = 0.0, set()
             for n in range(40):
+                began = time.monotonic()
+                r = httpx.post(
+                    f"{server.url}/v1/usersig",
+                    json={"sdkappid": V2_APP, "userid": f"after{n}"},
+                    headers=deployment.headers(),
+                    timeout=30,
+                )
+                slowest = max(slowest, time.monotonic() - began)
+                assert r.status_code == 200
+                tags.add(r.headers["X-Request-ID"][:16])
+            # Left in the kernel's queue, every other new connection would wait for the
+            # replacement: the supervisor's pause (1 s) and its start.
+            assert slowest < 0.9, f"a new connection waited {slowest:.2f} s"
+            wait_for(
+                lambda: len(http_processes(server)) == 2 and victim not in http_processes(server),
+                "a replacement process",
+            )
+            wait_for(lambda: server.log().count('"listening"') >= 3, "the replacement listening")
+            answers = [
+                httpx.post(
+                    f"{server.url}/v1/usersig",
+                    json={"sdkappid": V2_APP, "userid": f"later{n}"},
+                    headers=deployment.headers(),
+                )
+                for n in range(20)
+            ]
+            assert [a.status_code for a in answers] == [200] * 20
+            # The replacement listens on the port too: new connections spread over both.
+            assert len({a.headers["X-Request-ID"][:16] for a in answers}) == 2
+
+    def test_when_every_process_is_killed_new_connections_wait_not_refused(
+        self, tmp_path: Path, deployment: Deployment
+    ) -> None:
+        """SIGKILL of both HTTP processes at once: no sibling serves, so the supervisor
+        keeps their sockets and requests on new connections wait in the kernel's queue for
+        the replacements instead of being refused."""
+        with serve(tmp_path, "--config", str(two_processes(deployment))) as server:
+            victims = http_processes(server)
+            for victim in victims:
+                os.kill(victim, signal.SIGKILL)
+            wait_for(lambda: server.log().count("HTTP process died") == 2, "both noticed")
+            for n in range(10):
                 r = httpx.post(
                     f"{server.url}/v1/usersig",
                     json={"sdkappid": V2_APP, "userid": f"after{n}"},
@@ -224,11 +270,7 @@ class TestSeveralProcesses:
                     timeout=30,
                 )
                 assert r.status_code == 200
-            wait_for(
-                lambda: len(http_processes(server)) == 2 and victim not in http_processes(server),
-                "a replacement process",
-            )
-            assert "HTTP process died" in server.log()
+            assert not set(victims) & set(http_processes(server))
 
     def test_a_port_already_served_is_an_error_not_a_share(
         self, tmp_path: Path, deployment: Deployment
