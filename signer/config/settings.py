@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from signer.config.redis_urls import parse_cluster_url
 from signer.core import DEFAULT_EXPIRE, UINT32_MAX
 from signer.engine import EngineSettings
 
@@ -216,6 +217,13 @@ class CacheSettings(_Renaming):
                 "redis+cluster://host:port[,host:port...] or "
                 "redis+sentinel://host:port[,host:port...]/<service>"
             )
+        if scheme in ("redis+cluster", "rediss+cluster"):
+            # Checked here, not first in each HTTP process as its cache is built (a
+            # traceback, then "HTTP processes keep dying").
+            try:
+                parse_cluster_url(url)
+            except ValueError as exc:
+                raise ValueError(f"bad cluster url: {exc}") from None
         return url
 
 

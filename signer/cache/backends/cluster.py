@@ -14,7 +14,6 @@ Eviction broadcasts use ordinary PUBLISH, which a cluster propagates to every no
 from __future__ import annotations
 
 from typing import Any, Self
-from urllib.parse import parse_qsl, urlsplit
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
@@ -24,44 +23,7 @@ from redis.backoff import NoBackoff
 from signer.cache.backends.batching import socket_timeout
 from signer.cache.backends.redis import RedisCache
 from signer.cache.breaker import CircuitBreaker
-
-
-def _flag(value: str) -> bool:
-    return value.lower() not in ("0", "false", "no", "off", "")
-
-
-# The TLS options a cluster URL may carry (the names redis-py's rediss:// URLs take).
-TLS_OPTIONS: dict[str, Any] = {
-    "ssl_ca_certs": str,  # a PEM file of the CAs that signed the nodes' certificates
-    "ssl_certfile": str,  # a client certificate, for tls-auth-clients yes
-    "ssl_keyfile": str,
-    "ssl_cert_reqs": str,  # required (default), optional or none
-    "ssl_check_hostname": _flag,
-}
-
-
-def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
-    """Startup nodes and connection options from a ``redis+cluster://`` URL."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis+cluster", "rediss+cluster"):
-        raise ValueError(f"not a cluster URL: {parts.scheme}://")
-    hosts = parts.netloc.rpartition("@")[2]
-    nodes = []
-    for host in hosts.split(","):
-        name, _, port = host.rpartition(":")
-        nodes.append((name or "127.0.0.1", int(port or 6379)))
-    options: dict[str, Any] = {"ssl": parts.scheme == "rediss+cluster"}
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name not in TLS_OPTIONS:
-            raise ValueError(
-                f"unknown cluster URL option {name!r}: use {', '.join(sorted(TLS_OPTIONS))}"
-            )
-        options[name] = TLS_OPTIONS[name](value)
-    if parts.username:
-        options["username"] = parts.username
-    if parts.password:
-        options["password"] = parts.password
-    return nodes, options
+from signer.config.redis_urls import parse_cluster_url
 
 
 class RedisClusterCache(RedisCache):
