@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import sys
 import time
 from collections import deque
@@ -23,6 +22,7 @@ from signer.cli.options import app_options, signing_key_options
 from signer.cli.progress import Progress
 from signer.core import EcPrivateKey, HmacSecret
 from signer.engine import AppKey, Engine, EngineSettings, KeySet
+from signer.engine.cpus import usable_cpus
 from signer.engine.records import CSV_HEADER, Format, Rendered
 
 DEFAULT_CHUNK = 1000
@@ -88,7 +88,7 @@ async def _run(
 @click.option(
     "--workers",
     type=click.IntRange(1, 256),
-    default=lambda: os.cpu_count() or 1,
+    default=usable_cpus,
     help="Worker processes [default: all cores].",
 )
 @click.option(

@@ -11,7 +11,6 @@ warm-up of a million users does not take Redis or the signers from live traffic.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from signer.cli.progress import Progress
 from signer.config import AppRuntime, ConfigError, Runtime, build_runtime, load_settings
 from signer.core import UINT32_MAX
 from signer.engine import Engine, EngineSettings
+from signer.engine.cpus import usable_cpus
 
 MAX_SHOWN_REFUSALS = 10
 
@@ -66,7 +66,7 @@ MAX_SHOWN_REFUSALS = 10
 @click.option(
     "--workers",
     type=click.IntRange(1, 256),
-    default=lambda: os.cpu_count() or 1,
+    default=usable_cpus,
     help="Signing processes [default: all cores].",
 )
 def warm(

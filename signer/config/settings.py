@@ -13,7 +13,6 @@ warning at start-up (:meth:`Settings.deprecated_names`).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -31,6 +30,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from signer.config.redis_urls import parse_cluster_url
 from signer.core import DEFAULT_EXPIRE, UINT32_MAX
 from signer.engine import EngineSettings
+from signer.engine.cpus import usable_cpus
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 SdkAppId = Annotated[int, Field(ge=1, le=UINT32_MAX)]
@@ -283,14 +283,14 @@ class Settings(BaseSettings):
         chosen = self.server.processes
         if chosen != "auto":
             return chosen
-        return min(64, os.cpu_count() or 1) if self.cache.url else 1
+        return min(64, usable_cpus()) if self.cache.url else 1
 
     def processes_chosen(self) -> str:
         """Why :attr:`processes` is what it is, for the start-up log."""
         if self.server.processes != "auto":
             return "configured ([server] processes)"
         if self.cache.url:
-            return "auto: one per core, with a shared cache"
+            return f"auto: one per usable CPU ({usable_cpus()}), with a shared cache"
         return "auto: one, since no [cache] url is configured"
 
     def deprecated_names(self) -> list[str]:

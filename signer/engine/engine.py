@@ -28,12 +28,12 @@ for keep-warm is the rest of one background batch on its worker (docs/PERFORMANC
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from signer.core import IssuedToken, SignerError
 from signer.engine import worker
+from signer.engine.cpus import usable_cpus
 from signer.engine.errors import EngineClosed, Overloaded
 from signer.engine.keyset import KeySet
 from signer.engine.pool import WorkerPool
@@ -78,7 +78,7 @@ class EngineSettings:
     because inside a busy HTTP loop signing them inline cost more than the round trip it
     saved (docs/PERFORMANCE.md); raise it where the event loop has time to spare."""
 
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    workers: int = field(default_factory=usable_cpus)
     max_batch: int = 64
     max_delay: float = 0.002
     max_queued: int = 50_000

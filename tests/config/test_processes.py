@@ -3,24 +3,25 @@ cache is configured, one otherwise, and start-up says which it chose."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from signer.config import Settings, engine_settings
 from signer.config.settings import CacheSettings, ServerSettings
+from signer.engine.cpus import usable_cpus
 
 REDIS = CacheSettings(url="redis://127.0.0.1:6379/0")
 
 
 class TestAuto:
-    def test_with_a_shared_cache_it_is_one_process_per_core(self) -> None:
+    def test_with_a_shared_cache_it_is_one_process_per_usable_cpu(self) -> None:
         """Catches: "auto" left at one process where several could share Redis (one event
-        loop is the limit of a process: the other cores would idle)."""
+        loop is the limit of a process: the other cores would idle), or counting the
+        machine's cores rather than the CPUs this process may use (tests/engine/test_cpus)."""
         settings = Settings(cache=REDIS)
         assert settings.server.processes == "auto"
-        assert settings.processes == min(64, os.cpu_count() or 1)
-        assert settings.processes_chosen() == "auto: one per core, with a shared cache"
+        assert settings.processes == min(64, usable_cpus())
+        chosen = f"auto: one per usable CPU ({usable_cpus()}), with a shared cache"
+        assert settings.processes_chosen() == chosen
 
     def test_without_one_it_is_a_single_process(self) -> None:
         """Catches: several processes with in-memory caches, which cache nothing (a DELETE

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from signer.engine.cpus import usable_cpus
 from signer.service.supervisor import listening_sockets
 from tests.service.conftest import V1_APP, V2_APP, Deployment, write_config
 from tests.service.test_process import Server, serve
@@ -81,7 +82,7 @@ class TestAutomaticCount:
         config = write_config(
             deployment.directory, server={"processes": "auto"}, cache={"url": redis_server.url}
         )
-        cores = min(64, os.cpu_count() or 1)
+        cores = min(64, usable_cpus())
         with serve(tmp_path, "--config", str(config)) as server:
             wait_for(lambda: len(http_processes(server)) == cores, f"{cores} HTTP processes")
             line = next(
@@ -91,7 +92,7 @@ class TestAutomaticCount:
             )
             assert (line["processes"], line["chosen"]) == (
                 cores,
-                "auto: one per core, with a shared cache",
+                f"auto: one per usable CPU ({cores}), with a shared cache",
             )
 
 
