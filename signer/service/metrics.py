@@ -237,14 +237,20 @@ class _EngineAndCacheCollector(Collector):
             yield CounterMetricFamily(
                 "signer_cache_errors",
                 "Calls to the shared cache that failed or timed out (each one a miss or a "
-                "dropped write for the request; the token was signed anyway).",
+                "held write for the request; the token was signed anyway).",
                 shared.errors,
             )
             yield CounterMetricFamily(
                 "signer_cache_dropped_writes",
-                "Tokens signed but not stored in the shared cache: refused by the breaker, "
-                "failed, or over the write queue's cap.",
+                "Tokens signed but never stored in the shared cache: over the write "
+                "queue's cap, expired while held, or failed again once Redis was back.",
                 shared.dropped_writes,
+            )
+            yield GaugeMetricFamily(
+                "signer_cache_held_writes",
+                "Tokens signed while the shared cache could not take them, held to be "
+                "stored when it can.",
+                shared.held_writes,
             )
             yield from _round_trips(shared)
 

@@ -214,3 +214,96 @@ def test_breaker_cycle() -> None:
     assert breaker.allow()
     breaker.success()
     assert breaker.state is State.CLOSED
+
+
+class TestWritesHeldThroughOutages:
+    """A token signed while Redis cannot take its write is stored once it can: dropped,
+    its userid's next request signed again (a whole outage's tokens, twice)."""
+
+    async def _open_breaker(self, cache: RedisCache, server: RedisServer) -> None:
+        server.kill()
+        for _ in range(3):
+            await cache.get_many([entry("probe")[0]])
+        assert cache.breaker.state is State.OPEN
+
+    async def _restart(self, cache: RedisCache, server: RedisServer) -> None:
+        RedisServer(server.directory, server.port).start()
+        await asyncio.sleep(cache.breaker.reset_after)
+        assert await cache.probe()  # closes the breaker: the held writes go
+        await cache.flush()
+
+    async def test_tokens_signed_during_an_outage_are_stored_when_redis_returns(
+        self, redis_cache: RedisCache, redis_server: RedisServer
+    ) -> None:
+        """A plain write and a lease's settlement, both made while the breaker is open,
+        are in Redis after it closes, with the TTL they had left."""
+        (plain, plain_token), (leased, leased_token) = entry("ivy"), entry("jon")
+        await self._open_breaker(redis_cache, redis_server)
+        await redis_cache.set_many([(plain, plain_token, 60)])
+        await redis_cache.release_lease(leased, (leased_token, 60))
+        assert redis_cache.held_writes == 2
+        await asyncio.sleep(0.5)
+        try:
+            await self._restart(redis_cache, redis_server)
+            assert await redis_cache.get_many([plain, leased]) == [plain_token, leased_token]
+            ttl_ms = int(redis_server.cli("PTTL", redis_cache.key(plain).decode()))
+            assert 50_000 < ttl_ms <= 59_500  # the time held is taken off
+            assert redis_cache.held_writes == 0
+            assert redis_cache.dropped_writes == 0
+        finally:
+            redis_server.cli("SHUTDOWN", "NOSAVE")
+
+    async def test_a_held_write_never_replaces_what_was_stored_meanwhile(
+        self, redis_cache: RedisCache, redis_server: RedisServer
+    ) -> None:
+        key, old = entry("kim")
+        newer = CachedToken("newer", "kim", key.sdkappid, 1_700_000_100, 2_000_000_000, "1")
+        await self._open_breaker(redis_cache, redis_server)
+        await redis_cache.set_many([(key, old, 60)])
+        RedisServer(redis_server.directory, redis_server.port).start()
+        try:
+            other = RedisCache.from_url(redis_server.url)  # another instance, Redis up
+            await other.set_many([(key, newer, 60)], wait=True)
+            await other.close()
+            await asyncio.sleep(redis_cache.breaker.reset_after)
+            assert await redis_cache.probe()
+            await redis_cache.flush()
+            assert await redis_cache.get_many([key]) == [newer]
+        finally:
+            redis_server.cli("SHUTDOWN", "NOSAVE")
+
+    async def test_a_write_that_timed_out_is_tried_once_more(
+        self, redis_cache: RedisCache, redis_server: RedisServer
+    ) -> None:
+        """Writes paused 1.3 s, past a write's 1 s budget: the write fails, the breaker
+        stays closed (one failure), and the second try, queued behind the pause, stores."""
+        key, token = entry("lou")
+        redis_server.cli("CLIENT", "PAUSE", "1300", "WRITE")
+        await redis_cache.set_many([(key, token, 60)])
+        await redis_cache.flush()
+        assert redis_cache.dropped_writes == 0
+        assert await redis_cache.get_many([key]) == [token]
+
+    async def test_a_logout_during_the_outage_still_wins(
+        self, redis_cache: RedisCache, redis_server: RedisServer
+    ) -> None:
+        """A token held through an outage, then its user logged out (on another instance,
+        once Redis is back): the held write lands after the logout and is never served."""
+        key, token = entry("max")
+        issued = CachedToken(
+            token.usersig, "max", key.sdkappid, int(time.time()) - 5, 2_000_000_000, "1"
+        )
+        await self._open_breaker(redis_cache, redis_server)
+        await redis_cache.set_many([(key, issued, 60)])
+        RedisServer(redis_server.directory, redis_server.port).start()
+        try:
+            other = RedisCache.from_url(redis_server.url)
+            await other.delete_user(key.sdkappid, "max", [key])
+            await other.close()
+            await asyncio.sleep(redis_cache.breaker.reset_after)
+            assert await redis_cache.probe()
+            await redis_cache.flush()
+            assert redis_server.cli("EXISTS", redis_cache.key(key).decode()) == "1"
+            assert await redis_cache.get_many([key]) == [None]
+        finally:
+            redis_server.cli("SHUTDOWN", "NOSAVE")

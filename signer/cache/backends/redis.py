@@ -3,7 +3,7 @@ signer instance and app server.
 
 Redis is an accelerator, not a dependency: every call goes through one guard (a time budget
 of tens of milliseconds, a circuit breaker: :mod:`~signer.cache.backends.guard`), and a
-failure of any kind is a miss (for reads) or a dropped write, never an error for the
+failure of any kind is a miss (for reads) or a held write, never an error for the
 request. redis-py's own defaults (seconds-long socket timeouts, several retries) are
 replaced so no request waits on them.
 
@@ -145,6 +145,11 @@ class RedisCache:
         """Token writes never made (:attr:`WriteBatcher.dropped`)."""
         return self._writes.dropped
 
+    @property
+    def held_writes(self) -> int:
+        """Token writes held until Redis can take them (:mod:`~signer.cache.backends.held`)."""
+        return self._writes.held
+
     def key(self, key: CacheKey) -> bytes:
         """The name a token is stored under (:meth:`KeyLayout.token`)."""
         return self.layout.token(key)
@@ -163,8 +168,8 @@ class RedisCache:
     async def set_many(
         self, items: Sequence[tuple[CacheKey, CachedToken, int]], wait: bool = False
     ) -> None:
-        if not items or self.breaker.state is State.OPEN:
-            return
+        if not items or (wait and self.breaker.state is State.OPEN):
+            return  # (not waited for, the batcher holds them while the breaker is open)
         name = self.layout.token
         encoded = [(name(k), codec.encode(t), ttl * 1000) for k, t, ttl in items if ttl > 0]
         if wait:
@@ -229,11 +234,8 @@ class RedisCache:
         """Let go of the lease in the background (it also expires by itself), storing
         ``store`` (a token and its TTL in seconds) first in the same script: the instances
         waiting on the lease read exactly that write. Batched with this iteration's other
-        writes; the caller does not wait for it."""
-        if self.breaker.state is State.OPEN:
-            if store is not None:
-                self._writes.dropped += 1
-            return
+        writes; the caller does not wait for it. While the breaker is open, the token is
+        held until Redis can take it (the lease expires by itself)."""
         lease = self.layout.lease(key)
         if store is None or store[1] <= 0:
             self._writes.settle((lease, None, b"", 0))

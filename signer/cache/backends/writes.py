@@ -1,9 +1,11 @@
 """The Redis backend's writes, coalesced per event-loop iteration: tokens stored, tokens
 stored with their signing lease let go (settlements), and keep-warm's bookkeeping.
 
-Writes are not awaited by the request that made them (the token is already in its hands);
-the batcher drops them, counted in :attr:`WriteBatcher.dropped`, rather than let a backlog
-grow without bound while Redis is slow or away.
+Writes are not awaited by the request that made them (the token is already in its hands).
+Those Redis cannot take (the breaker open, or the call failed) are held and made when it can
+(:mod:`~signer.cache.backends.held`); beyond a bound, they are dropped, counted in
+:attr:`WriteBatcher.dropped`, rather than let a backlog grow without bound while Redis is
+slow or away.
 
 Keep-warm (:mod:`signer.cache.keepwarm`) records, for each token stored, when it is due for
 a re-sign, and for each user who asked, when. Those marks ride in the round trip the
@@ -16,19 +18,18 @@ app, however many users.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
 
 from signer.cache.backends.batching import MAX_KEYS_PER_CALL, WRITE_TIMEOUT, Spawn
 from signer.cache.backends.guard import Guard
+from signer.cache.backends.held import HeldWrites, Write
+from signer.cache.breaker import State
 
 MAX_PENDING_WRITES = 50_000
 MAX_PENDING_MARKS = 100_000
-
-Write = tuple[bytes, bytes, int]
-"""A name, its codec bytes and its TTL in milliseconds."""
 
 Settle = tuple[bytes, bytes | None, bytes, int]
 """A lease to let go of, and the token to store before (name, codec bytes, TTL in ms), or
@@ -101,14 +102,27 @@ class WriteBatcher:
         self._marks: Marks = {}
         self._marked = 0
         self._scheduled = False
+        self._held = HeldWrites(MAX_PENDING_WRITES)
+        self._releasing = False
+        guard.breaker.add_listener(self._on_breaker)
         self.dropped = 0
-        """Writes never made: refused by the breaker, failed, or over MAX_PENDING_WRITES."""
+        """Writes never made: over MAX_PENDING_WRITES (queued or held), expired while held,
+        or failed again when the held writes were made."""
         self.dropped_marks = 0
         """Keep-warm marks never made, for the same reasons (over MAX_PENDING_MARKS)."""
 
+    @property
+    def held(self) -> int:
+        """Writes held until Redis can take them."""
+        return len(self._held)
+
     def submit(self, writes: list[Write]) -> None:
-        """Queue writes for the end of this loop iteration, or drop them if the queue is
-        full (Redis slower than the traffic for a while: memory must not follow)."""
+        """Queue writes for the end of this loop iteration; hold them while the breaker is
+        open; drop them if the queue is full (Redis slower than the traffic for a while:
+        memory must not follow)."""
+        if self._guard.breaker.state is State.OPEN:
+            self._hold(writes)
+            return
         if len(self._pending) + len(writes) > MAX_PENDING_WRITES:
             self.dropped += len(writes)
             return
@@ -116,8 +130,12 @@ class WriteBatcher:
         self._schedule()
 
     def settle(self, item: Settle) -> None:
-        """Queue a settlement: its token (if any) stored, then its lease let go. Dropped
-        like a write when the queue is full (the lease then expires by itself)."""
+        """Queue a settlement: its token (if any) stored, then its lease let go. While the
+        breaker is open its token is held (the lease expires by itself); dropped like a
+        write when the queue is full."""
+        if self._guard.breaker.state is State.OPEN:
+            self._hold(_tokens_of([item]))
+            return
         if len(self._pending) + len(self._settling) >= MAX_PENDING_WRITES:
             self.dropped += item[1] is not None
             return
@@ -144,9 +162,12 @@ class WriteBatcher:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def flush_queued(self) -> None:
-        """Send what is queued now instead of at the end of the iteration (shutdown)."""
+        """Send what is queued now instead of at the end of the iteration (shutdown), and
+        the held writes if their turn has come."""
         if self._scheduled:
             self._flush()
+        if self._releasing:
+            self._release()
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -183,12 +204,11 @@ class WriteBatcher:
             args += (mode, keep_ms, len(members))
             for member, score in members.items():
                 args += (score, member)
-        stored = sum(item[1] is not None for item in settles)
         call = await self._guard.call(
             self._script, keys, args, budget=budget, kind="write", commands=1
         )
         if call is None:
-            self.dropped += stored
+            self._hold(_tokens_of(settles))
             self.dropped_marks += sum(len(members) for _, _, members in marks.values())
 
     async def write(
@@ -201,7 +221,6 @@ class WriteBatcher:
         """One pipeline of ``SET name value PX ttl`` for ``batch``, a settlement script
         for each of ``settles`` and a ZADD and PEXPIRE per set of ``marks``, now."""
         marks = marks or {}
-        stored = len(batch) + sum(item[1] is not None for item in settles)
         replies = await self._guard.call(
             self._send,
             batch,
@@ -212,7 +231,7 @@ class WriteBatcher:
             commands=len(batch) + len(settles) + 2 * len(marks),
         )
         if replies is None:
-            self.dropped += stored
+            self._hold([*batch, *_tokens_of(settles)])
             self.dropped_marks += sum(len(members) for _, _, members in marks.values())
 
     async def _send(
@@ -231,3 +250,50 @@ class WriteBatcher:
             pipe.zadd(set_name, members, gt=mode == "GT", nx=mode == "NX")
             pipe.pexpire(set_name, keep_ms)
         return await pipe.execute()
+
+    # -- writes held while Redis could not take them -------------------------------------
+
+    def _hold(self, writes: Sequence[Write]) -> None:
+        self.dropped += self._held.hold(writes)
+        if self._guard.breaker.state is State.CLOSED:
+            self._release_soon()  # a call failed with the breaker closed: try once more
+
+    def _on_breaker(self, old: State, new: State) -> None:
+        if new is State.CLOSED and len(self._held):
+            self._release_soon()
+
+    def _release_soon(self) -> None:
+        if self._releasing:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a breaker moved outside the loop (tests): the next call will
+            return
+        self._releasing = True
+        loop.call_soon(self._release)
+
+    def _release(self) -> None:
+        """Make the held writes, each once: one that fails now is dropped."""
+        self._releasing = False
+        writes, expired = self._held.take()
+        self.dropped += expired
+        for start in range(0, len(writes), MAX_KEYS_PER_CALL):
+            self._spawn(self._write_held(writes[start : start + MAX_KEYS_PER_CALL]))
+
+    async def _write_held(self, writes: Sequence[Write]) -> None:
+        replies = await self._guard.call(
+            self._send_held, writes, budget=WRITE_TIMEOUT, kind="write", commands=len(writes)
+        )
+        if replies is None:
+            self.dropped += len(writes)
+
+    async def _send_held(self, writes: Sequence[Write]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for name, value, ttl_ms in writes:
+            pipe.set(name, value, px=ttl_ms, nx=True)  # what is there now is newer
+        return await pipe.execute()
+
+
+def _tokens_of(settles: Iterable[Settle]) -> list[Write]:
+    """The token writes of ``settles`` (a settlement may only let go of its lease)."""
+    return [(name, value, ttl_ms) for _, name, value, ttl_ms in settles if name is not None]
