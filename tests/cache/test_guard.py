@@ -53,6 +53,19 @@ class TestGuardedCall:
         assert time.monotonic() - start < 5 * BUDGET
         assert calls.errors == 1 and calls.breaker.state is State.OPEN
 
+    async def test_calls_that_time_out_together_are_one_failure(self) -> None:
+        """Twenty reads in flight at one moment Redis did not answer open no breaker of
+        threshold 2; a call made after them that fails too does.
+
+        Catches: each in-flight call counted (a 50 ms hiccup of a CPU-starved Redis opened
+        the breaker mid-storm, and every warm request of the next 2 s signed again)."""
+        calls = guard(threshold=2)
+        results = await asyncio.gather(*(calls.call(too_slow) for _ in range(20)))
+        assert results == [None] * 20 and calls.errors == 20
+        assert calls.breaker.state is State.CLOSED
+        assert await calls.call(too_slow) is None
+        assert calls.breaker.state is State.OPEN
+
     async def test_a_longer_budget_is_honoured(self) -> None:
         """``budget`` replaces the default timeout for calls off the request path."""
         assert await guard().call(too_slow, budget=20 * BUDGET) == "late"

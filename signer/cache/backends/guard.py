@@ -12,11 +12,18 @@ What a failure is: any exception (timeout, refused connection, an error reply su
 except a timeout while our own event loop was too busy to read the reply in time. That is a
 request burst, not a slow Redis, and opening the breaker for it would make the burst worse
 (every request would then sign). Such timeouts still count in :attr:`Guard.errors`.
+
+Nor is a failure of a call that was already in flight when the last failure was held
+against the breaker: calls that fail together (the thirty reads of one storm's moment, all
+timing out because Redis was not scheduled for 50 ms) are one observation of Redis, not
+thirty. Three failures in a row are three moments, one after another, at which Redis did
+not answer: a Redis that is down or paused still opens the breaker within a few budgets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, TypeVarTuple
@@ -42,6 +49,7 @@ class Guard:
         self.commands: Counter[str] = Counter()
         """Commands those calls carried, by kind (a pipeline or MGET carries many)."""
         self.lag = LoopLag()
+        self._held_against = -1.0  # when a failure was last held against the breaker
 
     async def call(
         self,
@@ -68,12 +76,13 @@ class Guard:
             return None
         self.round_trips[kind] += 1
         self.commands[kind] += commands
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout if budget is None else budget):
                 result = await operation(*args)
             self.breaker.success()
         except Exception as error:
-            self.failed(error)
+            self.failed(error, started)
             return None
         return result
 
@@ -81,12 +90,16 @@ class Guard:
         """Record a call that reached Redis, for callers with their own try (retries)."""
         self.breaker.success()
 
-    def failed(self, error: BaseException) -> None:
+    def failed(self, error: BaseException, started: float | None = None) -> None:
         """Record a failed call: always in :attr:`errors`, against the breaker unless it is
-        a timeout while the event loop lagged by half the budget or more."""
+        a timeout while the event loop lagged by half the budget or more, or the call was
+        ``started`` (``time.monotonic()``) before the last failure held against it."""
         self.errors += 1
         if isinstance(error, TimeoutError) and self.lag.lag() >= self.timeout / 2:
             return
+        if started is not None and started < self._held_against:
+            return
+        self._held_against = time.monotonic()
         self.breaker.failure()
 
     def close(self) -> None:
