@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.service.conftest import (
     LIMITED_KEY,
@@ -24,6 +26,7 @@ from tests.service.conftest import (
 from tests.support import RedisServer
 
 WARM = "/v1/usersig/warm"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def keep_warm_config(
@@ -180,6 +183,29 @@ class TestVisible:
         for name in ("resigned", "late", "fell_out", "skipped"):
             assert metric(text, f"signer_keepwarm_{name}_total", V2_APP) == 0
         assert metric(text, "signer_keepwarm_paused") == 0
+
+    async def test_the_keep_warm_alert_rules_name_exported_series(
+        self, make_client: ClientFactory, deployment: Deployment, redis_server: RedisServer
+    ) -> None:
+        """Each ``signer_keepwarm_*`` series deploy/prometheus/alerts.yml names is in the
+        /metrics of a service with keep-warm on, with the labels the rule groups by (the
+        other series are checked against deploy/local, where keep-warm is off)."""
+        rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+        exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+        exprs = [expr for expr in exprs if "signer_keepwarm_" in expr]
+        assert len(exprs) >= 2
+        client = await make_client(keep_warm_config(deployment, redis_server))
+        text = await (await client.get("/metrics")).text()
+        exported = {
+            sample.name: sample.labels
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+        for expr in exprs:
+            for name in re.findall(r"\b(signer_keepwarm_\w+)", expr):
+                assert name in exported, name
+                for label in re.findall(r"by \(([^)]*)\)", expr):
+                    assert label in exported[name], (name, label)
 
     async def test_readyz_says_off_when_no_app_has_it(self, client: TestClient) -> None:
         """Catches: keep-warm reported on when no app asked for it."""
