@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from signer.core import (
     Curve,
@@ -16,6 +17,7 @@ from signer.core import (
     generate_private_key,
 )
 from tests.support import RedisServer
+from tests.support.leaks import LeakWatch
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ISSUED_AT = 1_700_000_000
@@ -47,6 +49,19 @@ def v1_signer(ec_key: EcPrivateKey) -> V1Signer:
 @pytest.fixture
 def v2_signer(secret: HmacSecret) -> V2Signer:
     return V2Signer(SDKAPPID, secret)
+
+
+@pytest.hookimpl(trylast=True)  # after the tmp_path plugin's, which makes the temp dir
+def pytest_configure(config: pytest.Config) -> None:
+    """The search of every log for secrets and tokens once the session ends
+    (:mod:`tests.support.leaks`); this process's log events are recorded for it."""
+    watch = LeakWatch(
+        config._tmp_path_factory.getbasetemp(),  # type: ignore[attr-defined]
+        [(SECRET_TEXT, "the suite's HMAC secret")],
+    )
+    config.pluginmanager.register(watch, "leak-watch")
+    processors = structlog.get_config()["processors"]
+    structlog.configure(processors=[watch.structlog_processor, *processors])
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by these marks
