@@ -134,7 +134,7 @@ def gates(options: Namespace, total: dict[str, Any]) -> list[str]:
 
 def run(options: Namespace) -> int:
     """Make the run; its exit status (0, :data:`EXIT_SLA` or :data:`EXIT_ERROR`)."""
-    procs = local.Processes()
+    procs = local.Processes(keep_logs=options.out / "logs")  # the service's, for after
     main = gevent.getcurrent()
     # gevent runs these in a greenlet of their own; they raise Stop in the main one, which
     # then stops the load (if running) and every process started, by pid, in `finally`.
@@ -156,12 +156,9 @@ def run(options: Namespace) -> int:
             handler.cancel()
 
 
-def _run(options: Namespace, procs: local.Processes) -> int:
-    if options.users is None:
-        options.users = DEFAULT_USERS[options.scenario]
-    sdkappids = [a for a in (options.v1_sdkappid, options.v2_sdkappid) if a]
-    cache_url = ""  # the Redis of --local (signer only), reported after the run
-    if options.local and options.baseline_naive:
+def _start_local(options: Namespace, procs: local.Processes) -> local.LocalDeployment:
+    """What ``--local`` runs against: signer and its Redis, or the naive baseline."""
+    if options.baseline_naive:
         kind = "v1" if options.v1_sdkappid else "v2"
         print(f"loadtest: starting {options.instances} naive {kind} server(s)...")
         deployment = local.start_naive(
@@ -170,32 +167,34 @@ def _run(options: Namespace, procs: local.Processes) -> int:
             v1_sdkappid=options.v1_sdkappid,
             v2_sdkappid=options.v2_sdkappid,
         )
-        hosts, api_key = deployment.urls, deployment.api_key
+        print(f"loadtest: baseline up at {', '.join(deployment.urls)} (POST /usersig, no cache)")
+        return deployment
+    print(f"loadtest: starting {options.instances} signer instance(s) and Redis...")
+    deployment = local.start_local(
+        procs,
+        instances=options.instances,
+        cluster=options.cluster,
+        v1_sdkappid=options.v1_sdkappid,
+        v2_sdkappid=options.v2_sdkappid,
+    )
+    print(f"loadtest: up at {', '.join(deployment.urls)}; cache {deployment.cache_url}")
+    return deployment
+
+
+def _run(options: Namespace, procs: local.Processes) -> int:
+    if options.users is None:
+        options.users = DEFAULT_USERS[options.scenario]
+    sdkappids = [a for a in (options.v1_sdkappid, options.v2_sdkappid) if a]
+    cache_url = ""  # the Redis of --local (signer only), reported after the run
+    if options.local:
+        deployment = _start_local(options, procs)
+        hosts, api_key, cache_url = deployment.urls, deployment.api_key, deployment.cache_url
         keys = load_keys(
             options.v1_sdkappid,
             deployment.v1_public_key,
             options.v2_sdkappid,
             deployment.v2_secret_file,
         )
-        print(f"loadtest: baseline up at {', '.join(hosts)} (POST /usersig, no cache)")
-    elif options.local:
-        print(f"loadtest: starting {options.instances} signer instance(s) and Redis...")
-        deployment = local.start_local(
-            procs,
-            instances=options.instances,
-            cluster=options.cluster,
-            v1_sdkappid=options.v1_sdkappid,
-            v2_sdkappid=options.v2_sdkappid,
-        )
-        hosts, api_key = deployment.urls, deployment.api_key
-        keys = load_keys(
-            options.v1_sdkappid,
-            deployment.v1_public_key,
-            options.v2_sdkappid,
-            deployment.v2_secret_file,
-        )
-        print(f"loadtest: up at {', '.join(hosts)}; cache {deployment.cache_url}")
-        cache_url = deployment.cache_url
     else:
         hosts = [h.strip().rstrip("/") for h in options.target.split(",") if h.strip()]
         api_key = options.api_key_file.read_text().strip()

@@ -161,6 +161,7 @@ class Processes:
     started: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     logs: dict[int, Path] = field(default_factory=dict)
     directories: list[Path] = field(default_factory=list)  # removed after the processes
+    keep_logs: Path | None = None  # where the logs in those directories are moved first
 
     def start(
         self,
@@ -217,9 +218,19 @@ class Processes:
                 process.wait(timeout=5)
         self.started.clear()
         for directory in self.directories:  # keys, configs and logs of a temp deployment
+            if self.keep_logs is not None:
+                self._keep_logs(directory, self.keep_logs)
             shutil.rmtree(directory, ignore_errors=True)
         self.directories.clear()
         return killed
+
+    @staticmethod
+    def _keep_logs(directory: Path, into: Path) -> None:
+        """Move the process logs of ``directory`` (not the keys or configs beside them)."""
+        for log in directory.glob("*.log"):
+            into.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                shutil.move(log, into / log.name)
 
 
 def wait_http(

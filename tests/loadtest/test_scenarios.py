@@ -48,6 +48,8 @@ def assert_real(summary: dict, out: Path) -> None:
     assert summary["sla"] == {"passed": True, "failed": []}
     for name in ("report.html", "locust_stats.csv", "locust_failures.csv"):
         assert (out / name).stat().st_size > 0, name
+    logs = {log.name: log.stat().st_size for log in (out / "logs").glob("*.log")}
+    assert logs.get("signer-0.log", 0) > 0, logs  # kept, and read by the suite's leak search
 
 
 def test_storm_cold_then_warm(tmp_path):
