@@ -119,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--logins-per-user",
         type=int,
         default=1,
-        help="storm: K userids each user logs in one after another, cold then warm (a phase "
-        "of U x K logins over U connections: how a phase reaches 1,000,000 logins)",
+        help="storm: U x K userids a phase, taken from one queue by the U users, one login "
+        "after another, cold then warm (how a phase reaches 1,000,000 logins)",
     )
     p.option("--hot-userids", type=int, default=5, help="stampede: how many userids")
     p.option("--batch-size", type=int, default=1000, help="batch: userids per request")
