@@ -17,7 +17,8 @@ locust's sliding window) and ``summary.json``
   storm-concurrency.png  req/s and p99 of each phase against the storm's users
                          (the sweep and the rounds' median), 1 instance
 
-and prints a Markdown table of the medians over the rounds. Reads only; no locust here.
+(``--prefix`` replaces "storm" in those names) and prints a Markdown table of the
+medians over the rounds. Reads only; no locust here.
 """
 
 from __future__ import annotations
@@ -110,17 +111,25 @@ def median(runs: list[dict[str, Any]], name: str, key: str) -> float:
     return statistics.median(phase(s, name, key) for s in runs)
 
 
-def plot_timeline(runs: Runs, out: Path) -> None:
-    kinds = [k for k in ("signer", "naive") if (k, 1) in runs]
+def _storm_size(summary: dict[str, Any]) -> str:
+    """The storm's size for a title: users, and the logins each made if more than one."""
+    users = summary["users"]
+    logins = int(phase(summary, PHASES[0], "requests")) // max(1, users)
+    return f"{users:,} users" + (f" x {logins:,} logins" if logins > 1 else "")
+
+
+def plot_timeline(runs: Runs, out: Path, prefix: str) -> None:
+    instances = min(n for _, n in runs)  # 1, where the series has it
+    kinds = [k for k in ("signer", "naive") if (k, instances) in runs]
     fig, axes = plt.subplots(2, len(kinds), figsize=(6 * len(kinds), 7), squeeze=False)
     for col, kind in enumerate(kinds):
-        first = min(runs[(kind, 1)], key=lambda s: s["_round"])
+        first = min(runs[(kind, instances)], key=lambda s: s["_round"])
         rows = history(first["_folder"])
         top, bottom = axes[0][col], axes[1][col]
         for name, colour in zip(PHASES, ("tab:blue", "tab:orange"), strict=True):
             series = rows.get(name, [])
             top.plot([r["t"] for r in series], [r["rps"] for r in series], label=name, c=colour)
-        top.set_title(f"{LABEL[kind]}, 1 instance, {first['users']:,} users")
+        top.set_title(f"{LABEL[kind]}, {instances} instance(s), {_storm_size(first)}")
         top.set_ylabel("req/s (answers a second)")
         top.legend()
         top.grid(alpha=0.3)
@@ -139,11 +148,11 @@ def plot_timeline(runs: Runs, out: Path) -> None:
         ax.set_ylim(0, bottom_max)
     fig.suptitle("The login storm: cold phase (new userids) then warm phase (the same again)")
     fig.tight_layout()
-    fig.savefig(out / "storm-timeline.png", dpi=110)
+    fig.savefig(out / f"{prefix}-timeline.png", dpi=110)
     plt.close(fig)
 
 
-def plot_instances(runs: Runs, out: Path) -> None:
+def plot_instances(runs: Runs, out: Path, prefix: str) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     groups = [(k, n) for k in ("signer", "naive") for n in (1, 2) if (k, n) in runs]
     width = 0.38
@@ -165,11 +174,11 @@ def plot_instances(runs: Runs, out: Path) -> None:
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle("1 against 2 instances (signer: sharing one Redis), medians over the rounds")
     fig.tight_layout()
-    fig.savefig(out / "storm-instances.png", dpi=110)
+    fig.savefig(out / f"{prefix}-instances.png", dpi=110)
     plt.close(fig)
 
 
-def plot_concurrency(runs: Runs, sweep: Sweep, out: Path) -> None:
+def plot_concurrency(runs: Runs, sweep: Sweep, out: Path, prefix: str) -> None:
     if not sweep:
         return
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -204,7 +213,7 @@ def plot_concurrency(runs: Runs, sweep: Sweep, out: Path) -> None:
         ax.legend()
     fig.suptitle("Against the storm's size, 1 instance")
     fig.tight_layout()
-    fig.savefig(out / "storm-concurrency.png", dpi=110)
+    fig.savefig(out / f"{prefix}-concurrency.png", dpi=110)
     plt.close(fig)
 
 
@@ -272,14 +281,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("series", nargs="+", type=Path, help="folders of result folders")
     parser.add_argument("--out", type=Path, required=True, help="where the PNGs go")
+    parser.add_argument("--prefix", default="storm", help="of the PNGs' names (storm)")
     args = parser.parse_args()
     runs, sweep = collect(args.series)
     if not runs:
         parser.error("no {signer,naive}-N-rR result folder with a summary.json found")
     args.out.mkdir(parents=True, exist_ok=True)
-    plot_timeline(runs, args.out)
-    plot_instances(runs, args.out)
-    plot_concurrency(runs, sweep, args.out)
+    plot_timeline(runs, args.out, args.prefix)
+    plot_instances(runs, args.out, args.prefix)
+    plot_concurrency(runs, sweep, args.out, args.prefix)
     print(table(runs))
 
 
