@@ -331,7 +331,7 @@ def _one(name: str, run: Run, say: Callable[[str], None]) -> Result:
         bad_tokens=sum(n for kind, n in failures.items() if kind not in TRANSPORT),
         failures=failures,
         p99_ms=(p99(before), p99(during), p99(after)),
-        recovery_s=recovery(samples, began, baseline),
+        recovery_s=recovery(samples, ended, baseline),  # from the fault's end
         notes={"fault lasted (s)": _round(ended - began), **notes},
         details=run.load.details,
     )
@@ -357,7 +357,7 @@ def report(results: list[Result], *, short: bool, rate: float, instances: int) -
         "2,000 userids), every token verified against the key its `key_version` names.",
         "",
         "| fault | requests | failed | bad tokens | p99 ms before / during / after | "
-        "recovery s | notes |",
+        "recovery s after it | notes |",
         "|---|---|---|---|---|---|---|",
         *(r.row() for r in results),
         "",
