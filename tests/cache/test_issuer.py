@@ -162,7 +162,7 @@ class TestMinRemaining:
             max_size=40,
         )
 
-        @settings(max_examples=100, deadline=None)
+        @settings(max_examples=200, deadline=None, derandomize=True)
         @given(steps=warm_steps, rng=st.floats(0, 1))
         def kept_warm_tokens_keep_min_remaining(
             steps: list[tuple[int, str, int, str]], rng: float
