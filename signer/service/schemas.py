@@ -162,16 +162,9 @@ class BatchRequest(_Model):
     expire: Expire = None
 
 
-class WarmRequest(_Model):
-    """Userids whose tokens to sign into the shared cache ahead of a known event."""
-
-    sdkappid: SdkAppId
-    userids: list[str] = Field(
-        min_length=1,
-        max_length=100_000,
-        description="Userids, at most server.max_batch_userids (10,000 by default).",
-    )
-    expire: Expire = None
+class WarmRequest(BatchRequest):
+    """Userids whose tokens to sign into the shared cache ahead of a known event: a
+    batch's fields and bounds, and its own name in the OpenAPI document."""
 
 
 class PrivateMapKeyRequest(_Model):

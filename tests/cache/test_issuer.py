@@ -99,6 +99,12 @@ steps = st.lists(
 )
 
 
+def assert_usable(issued: IssuedToken, userid: str, now: float) -> None:
+    """What every answer must be: at least MIN_REMAINING left, valid for the userid asked."""
+    assert issued.expires_at - now >= MIN_REMAINING
+    verify(issued.usersig, userid=userid, sdkappid=SDKAPPID, key=SECRET, now=int(now))
+
+
 class TestMinRemaining:
     def test_no_response_ever_has_less_than_min_remaining(self) -> None:
         """Whatever the timing, every token served has at least min_remaining seconds to
@@ -121,14 +127,7 @@ class TestMinRemaining:
                     issued = await issuer.issue(POLICY, userid, expire)
                     for _ in range(3):
                         await asyncio.sleep(0)  # let background refreshes land
-                    assert issued.expires_at - clock.now >= MIN_REMAINING
-                    verify(
-                        issued.usersig,
-                        userid=userid,
-                        sdkappid=SDKAPPID,
-                        key=SECRET,
-                        now=int(clock.now),
-                    )
+                    assert_usable(issued, userid, clock.now)
                 for verdict in ("hit", "stale"):
                     if issuer.lookups[verdict]:
                         event(f"made {verdict} reads")
@@ -191,14 +190,7 @@ class TestMinRemaining:
                             logged_out[userid] = clock.now
                         else:
                             issued = await issuer.issue(policy, userid, expire)
-                            assert issued.expires_at - clock.now >= MIN_REMAINING
-                            verify(
-                                issued.usersig,
-                                userid=userid,
-                                sdkappid=SDKAPPID,
-                                key=SECRET,
-                                now=int(clock.now),
-                            )
+                            assert_usable(issued, userid, clock.now)
                             if issued.cached and userid in logged_out:
                                 assert issued.issued_at > logged_out[userid]
                         await cache.flush()
