@@ -20,11 +20,13 @@ import gevent
 from locust import LoadTestShape, User
 from locust.contrib.fasthttp import FastHttpUser, ResponseContextManager
 
-from loadtest import checks
+from loadtest import checks, connections
 from loadtest.checks import Problem, TokenChecker
 from signer.core import VerificationError
 from signer.core.envelope import b64encode, pack
 from signer.core.verify import decode
+
+connections.install()
 
 
 @dataclass
