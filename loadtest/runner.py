@@ -234,10 +234,9 @@ def _run(options: Namespace, procs: local.Processes) -> int:
     started = time.time()
     at_warm: dict[str, Any] = {}
     if shape is not None:
-        # One login each: the warm phase at a fixed time; more: once every cold login is
-        # answered (StormUser sets it), however long the cold phase takes.
-        one = options.logins_per_user == 1
-        ctx.warm_at = time.perf_counter() + options.storm_seconds + 1 if one else math.inf
+        # The warm phase starts once every cold login is answered (StormUser sets it),
+        # however long the cold phase takes: a phase's figures are its own.
+        ctx.warm_at = math.inf
 
         def snapshot() -> None:  # the cache and /metrics as the warm phase starts
             while time.perf_counter() < ctx.warm_at:

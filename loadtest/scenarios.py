@@ -237,8 +237,9 @@ class StormUser(SignerUser):
     so its rate is the service's, not that of the unluckiest user's K logins in a row
     (a fixed K each left a 1,000,000-login phase on a third of its users, the others
     done and idle, for its second half). The warm phase takes the same queue again and
-    starts 1 s after the last cold login is answered (with one login each, S + 1 s after
-    the storm began)."""
+    starts 1 s after the last cold login is answered (with one login each too: at a fixed
+    time, a storm the service fell behind on had its last cold logins in the warm phase's
+    figures, and its signatures "at the warm start" short of one per userid)."""
 
     def on_start(self) -> None:
         self.offset = self.rng.random() * self.ctx.options.storm_seconds
