@@ -145,6 +145,56 @@ class TestAlertRules:
                     assert label in exported[name], (name, label)
 
 
+class TestHostileClients:
+    def test_held_and_slow_connections_through_nginx_leave_others_served(
+        self, deployment: dict[str, Any], tmp_path: Path
+    ) -> None:
+        """``bench/connections.py siege``, short: 300 connections held open and idle and
+        30 slowloris clients through nginx, while a good client asks for a token every
+        50 ms on new connections. Every held connection stays open, nginx cuts every slow
+        one at its header timeout (10 s), and the good client gets only 200s.
+        Catches: nginx's or an instance's limits starving other clients, slow clients
+        held forever, the long run's figures (docs/RELIABILITY.md) coming from a broken
+        script."""
+        state = deployment["state"]
+        figures = tmp_path / "siege.json"
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "connections.py"),
+                "siege",
+                "--url",
+                state["url"],
+                "--connections",
+                "300",
+                "--slow",
+                "30",
+                "--seconds",
+                "13",
+                "--processes",
+                "2",
+                "--api-key-file",
+                state["api_key_file"],
+                "--state",
+                str(deployment["dir"] / "state.json"),
+                "--json",
+                str(figures),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        result = json.loads(figures.read_text())
+        assert result["held_outcomes"] == {"held to the end": 300}
+        assert "still open" not in result["slow_outcomes"], result["slow_outcomes"]
+        assert sum(result["slow_outcomes"].values()) == 30
+        for stretch in ("before", "during", "after"):
+            good = result["good_client"][stretch]
+            assert good["requests"] > 0 and good["outcomes"] == {"200": good["requests"]}, good
+        assert set(result["resident_mb"]) == {"nginx", "redis", "signer"}
+
+
 class TestDown:
     def test_down_stops_every_process_up_started_and_their_children(
         self, deployment: dict[str, Any]
