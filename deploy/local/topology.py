@@ -71,6 +71,12 @@ http {{
 
     server {{
         listen 127.0.0.1:{port} backlog=4096;
+        # nginx answers TRACE itself (an HTML 405 without the Allow header RFC 9110 asks
+        # for) before any location is chosen: signer answers it instead, in JSON with Allow.
+        error_page 405 = @signer;
+        location @signer {{
+            proxy_pass http://signer;
+        }}
         location / {{
             proxy_pass http://signer;
             proxy_http_version 1.1;

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +89,20 @@ class TestUp:
             log = (logs / f"{instance['name']}.log").read_text()
             assert '"route":"/v1/usersig","status":200' in log, instance["name"]
         assert "nginx" in {p["name"] for p in state["processes"]}
+
+    def test_trace_through_nginx_gets_signer_s_json_405_with_allow(
+        self, deployment: dict[str, Any]
+    ) -> None:
+        """TRACE, which nginx refuses itself before choosing a location, is answered as
+        signer answers any method a route lacks: 405 in JSON, with the Allow header.
+        Catches: nginx's own HTML 405 without Allow (schemathesis' ST204, found against
+        this deployment)."""
+        request = urllib.request.Request(f"{deployment['state']['url']}/healthz", method="TRACE")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 405
+        assert refused.value.headers["Allow"] == "GET,HEAD"
+        assert json.loads(refused.value.read())["error"]["code"] == "method_not_allowed"
 
     def test_the_cache_is_a_cluster_of_three_masters_with_a_replica_each(
         self, deployment: dict[str, Any]
