@@ -34,6 +34,7 @@ class Sample:
     at: float  # monotonic start time
     latency: float  # seconds
     failure: str  # "" when good, else the kind of failure
+    cached: bool = False  # a good answer that came from the cache (``"cached": true``)
 
 
 @dataclass
@@ -105,7 +106,7 @@ class Load:
 
     async def _one(self, session: aiohttp.ClientSession, sdkappid: int, userid: str) -> None:
         began = time.monotonic()
-        failure = ""
+        failure, cached = "", False
         try:
             async with session.post(
                 f"{self.url}/v1/usersig", json={"sdkappid": sdkappid, "userid": userid}
@@ -119,6 +120,7 @@ class Load:
                     problem: Problem | None = Problem(HTTP_STATUS, f"{answer.status} {body}")
                 else:
                     problem = self._check(body, sdkappid, userid)
+                    cached = isinstance(body, dict) and body.get("cached") is True
         except (aiohttp.ClientError, TimeoutError) as exc:
             problem = Problem("connection", f"{type(exc).__name__}: {exc}")
         if problem is not None:
@@ -126,7 +128,9 @@ class Load:
             self.failures[failure] += 1
             if len(self.details) < 10:
                 self.details.append(f"{time.monotonic():.1f} {problem}")
-        self.samples.append(Sample(began, time.monotonic() - began, failure))
+        self.samples.append(
+            Sample(began, time.monotonic() - began, failure, cached and not failure)
+        )
 
     def _check(self, body: object, sdkappid: int, userid: str) -> Problem | None:
         problem = self._checker.check(body, userid=userid, sdkappid=sdkappid)

@@ -78,3 +78,21 @@ def test_the_report_is_a_markdown_table_of_every_fault(
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == len(FAULTS) + 1  # the header
     assert all(line.count("|") == rows[0].count("|") for line in rows)
+
+
+def test_what_follows_a_fault_is_split_into_fresh_signatures_and_hits() -> None:
+    """After the fault: the answers signed afresh (not cached) in its first 10 s are
+    counted, and the hits' own time to recover leaves the slower fresh mints out.
+    Catches: a recovery time that calls a cache refilling itself (cold mints slower than
+    the baseline of hits) a service not yet recovered, with nothing to tell them apart."""
+    from deploy.local.faults import _refill
+    from deploy.local.load import Sample
+
+    before = [Sample(t / 10, 0.002, "", cached=True) for t in range(100)]  # 0-10 s: hits
+    fresh = [Sample(12 + t / 10, 0.050, "") for t in range(30)]  # 12-15 s: slow mints
+    hits = [Sample(12 + t / 10, 0.002, "", cached=True) for t in range(80)]  # 12-20 s
+    refill = _refill(before + fresh + hits, ended=11.0)
+    assert refill["signed afresh in the 10 s after"] == 30
+    assert refill["hits' recovery (s)"] == 0.0
+    slow_hit = Sample(14.5, 0.080, "", cached=True)
+    assert _refill([*before, *fresh, *hits, slow_hit], ended=11.0)["hits' recovery (s)"] == 4.0
