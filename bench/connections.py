@@ -33,9 +33,14 @@ import collections
 import concurrent.futures
 import contextlib
 import json
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from deploy.local.processes import descendants
 
 PROBE_EVERY = 0.05
 
@@ -181,24 +186,11 @@ async def _memory(
     samples: list[tuple[float, dict[str, float]]] = []
     while not stop.is_set():
         samples.append(
-            (time.monotonic(), {n: sum(map(_rss_mb, _with_children(p))) for n, p in pids.items()})
+            (time.monotonic(), {n: sum(map(_rss_mb, descendants(p))) for n, p in pids.items()})
         )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
     return samples
-
-
-def _with_children(pids: list[int]) -> list[int]:
-    found, pending = set(pids), list(pids)
-    while pending:
-        for task in Path(f"/proc/{pending.pop()}/task").glob("*/children"):
-            try:
-                children = [int(c) for c in task.read_text().split()]
-            except OSError:
-                continue
-            pending += [c for c in children if c not in found]
-            found.update(children)
-    return sorted(found)
 
 
 def _tracked(state_file: Path | None) -> dict[str, list[int]]:
@@ -215,9 +207,9 @@ def _tracked(state_file: Path | None) -> dict[str, list[int]]:
 
 async def siege(args: argparse.Namespace, host: str, port: int) -> None:
     api_key = Path(args.api_key_file).read_text().strip() if args.api_key_file else None
-    stop_probe, stop_memory = asyncio.Event(), asyncio.Event()
-    probe = asyncio.create_task(_probe(args.url, api_key, args.sdkappid, stop_probe))
-    memory = asyncio.create_task(_memory(_tracked(args.state), stop_memory))
+    stop = asyncio.Event()  # the end of the "after" stretch
+    probe = asyncio.create_task(_probe(args.url, api_key, args.sdkappid, stop))
+    memory = asyncio.create_task(_memory(_tracked(args.state), stop))
     await asyncio.sleep(5)  # the "before" stretch
     began = time.monotonic()
     held_count, slow_count = args.connections or 10_000, args.slow
@@ -233,7 +225,7 @@ async def siege(args: argparse.Namespace, host: str, port: int) -> None:
         held_outcomes = collections.Counter(o for part in await asyncio.gather(*held) for o in part)
     ended = time.monotonic()
     await asyncio.sleep(5)  # the "after" stretch
-    stop_probe.set(), stop_memory.set()
+    stop.set()
     probes, samples = await probe, await memory
     result = {
         "url": args.url,
