@@ -332,20 +332,24 @@ def _one(name: str, run: Run, say: Callable[[str], None]) -> Result:
         failures=failures,
         p99_ms=(p99(before), p99(during), p99(after)),
         recovery_s=recovery(samples, ended, baseline),  # from the fault's end
-        notes={"fault lasted (s)": _round(ended - began), **notes, **_refill(samples, ended)},
+        notes={
+            "fault lasted (s)": _round(ended - began),
+            **notes,
+            **_refill(samples, began, ended),
+        },
         details=run.load.details,
     )
     say(f"faults: {name}: {result.row()}")
     return result
 
 
-def _refill(samples: list[Sample], ended: float) -> dict[str, float | int | None]:
+def _refill(samples: list[Sample], began: float, ended: float) -> dict[str, float | int | None]:
     """What the time to recover is made of: a token minted while Redis was away is not in
     the cache after it, so its userid's next request signs again (a cold mint, slower than
     a hit). Given: the answers signed afresh in the 10 s after the fault, and the time to
     recover of the cache hits alone (failures included)."""
     after = [s for s in samples if ended < s.at <= ended + 10]
-    baseline = p99([s for s in samples if s.at < ended and s.cached]) or 1.0
+    baseline = p99([s for s in samples if s.at < began and s.cached]) or 1.0
     hits = [s for s in samples if s.cached or s.failure]
     return {
         "signed afresh in the 10 s after": sum(1 for s in after if not s.cached and not s.failure),

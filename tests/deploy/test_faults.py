@@ -91,8 +91,11 @@ def test_what_follows_a_fault_is_split_into_fresh_signatures_and_hits() -> None:
     before = [Sample(t / 10, 0.002, "", cached=True) for t in range(100)]  # 0-10 s: hits
     fresh = [Sample(12 + t / 10, 0.050, "") for t in range(30)]  # 12-15 s: slow mints
     hits = [Sample(12 + t / 10, 0.002, "", cached=True) for t in range(80)]  # 12-20 s
-    refill = _refill(before + fresh + hits, ended=11.0)
+    refill = _refill(before + fresh + hits, began=10.0, ended=11.0)
     assert refill["signed afresh in the 10 s after"] == 30
     assert refill["hits' recovery (s)"] == 0.0
     slow_hit = Sample(14.5, 0.080, "", cached=True)
-    assert _refill([*before, *fresh, *hits, slow_hit], ended=11.0)["hits' recovery (s)"] == 4.0
+    assert (
+        _refill([*before, *fresh, *hits, slow_hit], began=10.0, ended=11.0)["hits' recovery (s)"]
+        == 4.0
+    )
