@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from signer.cache.base import CachedToken, CacheKey, WarmMark
@@ -43,6 +43,57 @@ def _needs_resign(entry: CachedToken, app: AppPolicy, expire: int, now: float) -
     return entry.expires_at - app.min_remaining - now <= app.warm_lead(expire)
 
 
+async def _leases(
+    issuer: TokenIssuer,
+    app: AppPolicy,
+    keys: Sequence[CacheKey],
+    settled: Callable[[CacheKey, CachedToken], bool],
+) -> list[CacheKey]:
+    """The ``keys`` whose stampede lease this instance won, so no key is signed twice
+    across instances (or by a live miss meanwhile). A key being signed elsewhere (its
+    lease held by another instance, or a request of this process signing it), or whose
+    entry read with the lease is a hit already ``settled`` (stored since the caller's
+    read), is left out, and a lease won for it let go."""
+    cache = issuer.cache
+    mine = [key for key in keys if not issuer.signing(key)]
+    leases = await asyncio.gather(*(cache.acquire_lease(key, app.lease_seconds) for key in mine))
+    won: list[CacheKey] = []
+    for key, (granted, entry) in zip(mine, leases, strict=True):
+        done = entry is not None and issuer.verdict(entry, key, app) == "hit"
+        if granted and not (done and entry is not None and settled(key, entry)):
+            won.append(key)
+        elif granted:
+            await cache.release_lease(key)
+    return won
+
+
+async def _sign_leased(
+    issuer: TokenIssuer,
+    app: AppPolicy,
+    won: Sequence[CacheKey],
+    issued_at: int | None,
+    background: bool,
+) -> list[tuple[CacheKey, IssuedToken | SignerError, CachedToken | None]]:
+    """Sign the ``won`` keys in the engine (its ``background`` queue, or not) and let
+    each lease go storing its token, as a live miss does: a request waiting on the
+    lease reads exactly that write. Each key comes back with its outcome and the entry
+    stored (None: an error, or a token that would be stale at once). An engine that
+    refuses the whole call (full, closing) lets the leases go and raises."""
+    requests = [SignRequest(app.sdkappid, k.userid, k.expire, None, issued_at) for k in won]
+    try:
+        outcomes = await issuer.engine.sign_many(requests, background) if requests else []
+    except BaseException:
+        for key in won:
+            await issuer.cache.release_lease(key)
+        raise
+    results: list[tuple[CacheKey, IssuedToken | SignerError, CachedToken | None]] = []
+    for key, outcome in zip(won, outcomes, strict=True):
+        item = None if isinstance(outcome, SignerError) else issuer.entry(key, outcome, app)
+        await issuer.cache.release_lease(key, None if item is None else item[1:])
+        results.append((key, outcome, None if item is None else item[1]))
+    return results
+
+
 async def resign_due(
     issuer: TokenIssuer,
     app: AppPolicy,
@@ -59,51 +110,39 @@ async def resign_due(
     keys = [issuer.key(app, userid, expire, None) for userid, expire in variants]
     entries = await cache.get_many(keys)
     now = issuer.clock()
-    todo: list[tuple[CacheKey, bool]] = []
+    todo: list[CacheKey] = []
+    late: set[CacheKey] = set()
     marks: list[WarmMark] = []
     for key, entry in zip(keys, entries, strict=True):
         usable = issuer.verdict(entry, key, app) == "hit"
-        if issuer.signing(key):
-            counts["skipped"] += 1  # a request of this process signs it now
-        elif usable and entry is not None and not _needs_resign(entry, app, key.expire, now):
+        if usable and entry is not None and not _needs_resign(entry, app, key.expire, now):
             counts["skipped"] += 1  # renewed since: due again as of the token there
             marks += issuer.marks(app, key, entry, stored=True, asked=False)
         else:
-            todo.append((key, not usable))
+            todo.append(key)
+            if not usable:
+                late.add(key)
     if marks:
         cache.track(marks)
     if not todo:
         return counts
-    leases = await asyncio.gather(*(cache.acquire_lease(key, app.lease_seconds) for key, _ in todo))
-    won: list[tuple[CacheKey, bool]] = []
-    for (key, late), (granted, entry) in zip(todo, leases, strict=True):
-        renewed = entry is not None and issuer.verdict(entry, key, app) == "hit"
-        if granted and renewed and entry is not None:
-            renewed = not _needs_resign(entry, app, key.expire, now)
-        if not granted or renewed:
-            counts["skipped"] += 1
-            if granted:
-                await cache.release_lease(key)
-            continue
-        won.append((key, late))
-    issued_at = int(claimed_at) - BACKDATE
-    requests = [SignRequest(app.sdkappid, k.userid, k.expire, None, issued_at) for k, _ in won]
+    won = await _leases(
+        issuer, app, todo, lambda key, entry: not _needs_resign(entry, app, key.expire, now)
+    )
+    counts["skipped"] += len(todo) - len(won)
     try:
-        outcomes: Sequence[IssuedToken | SignerError] = await issuer.engine.sign_many(
-            requests, background=True
-        )
-    except SignerError as error:  # the queue is full (Overloaded), the engine closing
-        outcomes = [error] * len(requests)
+        signed = await _sign_leased(issuer, app, won, int(claimed_at) - BACKDATE, True)
+    except SignerError:  # the queue is full (Overloaded), the engine closing
+        counts["failed"] += len(won)
+        return counts
     stored: list[WarmMark] = []
-    for (key, late), outcome in zip(won, outcomes, strict=True):
-        item = None if isinstance(outcome, SignerError) else issuer.entry(key, outcome, app)
-        await cache.release_lease(key, None if item is None else item[1:])
-        if item is None:
+    for key, _, entry in signed:
+        if entry is None:
             counts["failed"] += 1
             continue
         counts["resigned"] += 1
-        counts["late"] += late
-        stored += issuer.marks(app, key, item[1], stored=True, asked=False)
+        counts["late"] += key in late
+        stored += issuer.marks(app, key, entry, stored=True, asked=False)
     cache.track(stored)
     return counts
 
@@ -118,41 +157,44 @@ async def warm_many(
     """Fill the cache with a token for each of ``userids`` (lifetime ``expire``) that has
     none with at least ``refresh_ahead`` seconds left, ahead of a known event. Signed in
     the engine's ``background`` queue (``signer warm`` has an engine of its own: no live
-    request to yield to); each userid counts as asking (keep-warm then tracks it). A
-    userid repeated is counted once; one the app's policy refuses is ``refused``."""
+    request to yield to), each under its stampede lease, so a warm racing a live miss or
+    another warm signs a userid once: one being signed elsewhere counts as already warm.
+    Each userid counts as asking (keep-warm then tracks it). A userid repeated is
+    counted once; one the app's policy refuses is ``refused``."""
     counts = WarmCounts()
     unique = list(dict.fromkeys(userids))
     keys = [issuer.key(app, userid, expire, None) for userid in unique]
     entries = await issuer.cache.get_many(keys)
     now = issuer.clock()
-    todo: list[CacheKey] = []
-    marks: list[WarmMark] = []
-    for key, entry in zip(keys, entries, strict=True):
-        if (
+
+    def warm(key: CacheKey, entry: CachedToken | None) -> bool:
+        return (
             entry is not None
             and issuer.verdict(entry, key, app) == "hit"
             and entry.expires_at - now >= app.refresh_ahead
-        ):
+        )
+
+    todo: list[CacheKey] = []
+    marks: list[WarmMark] = []
+    for key, entry in zip(keys, entries, strict=True):
+        if warm(key, entry):
+            assert entry is not None
             counts.already_warm += 1
             marks += issuer.marks(app, key, entry, stored=False, asked=True)
         else:
             todo.append(key)
     if marks:
         issuer.cache.track(marks)
-    requests = [SignRequest(app.sdkappid, key.userid, expire) for key in todo]
-    outcomes = await issuer.engine.sign_many(requests, background) if requests else []
-    items: list[tuple[CacheKey, CachedToken, int]] = []
-    for key, outcome in zip(todo, outcomes, strict=True):
+    won = await _leases(issuer, app, todo, warm) if todo else []
+    counts.already_warm += len(todo) - len(won)
+    stored: list[WarmMark] = []
+    for key, outcome, entry in await _sign_leased(issuer, app, won, None, background):
         if isinstance(outcome, SignerError):
             counts.refused.append((key.userid, outcome))
             continue
         counts.signed += 1
-        item = issuer.entry(key, outcome, app)
-        if item is not None:
-            items.append(item)
-    if items:
-        await issuer.cache.set_many(items)
-        issuer.cache.track(
-            [m for k, e, _ in items for m in issuer.marks(app, k, e, stored=True, asked=True)]
-        )
+        if entry is not None:
+            stored += issuer.marks(app, key, entry, stored=True, asked=True)
+    if stored:
+        issuer.cache.track(stored)
     return counts

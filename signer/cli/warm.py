@@ -83,7 +83,8 @@ def warm(
     """Sign tokens into the shared cache ahead of a known event, at a bounded rate.
 
     Ends with one line: how many were signed, already warm (a cached token with at least
-    refresh_ahead left) or refused (the app's userid policy; the first few are named).
+    refresh_ahead left, or being signed elsewhere now) or refused (the app's userid policy;
+    the first few are named).
     Exit status 1 if any was refused, 2 for bad input or an unreachable cache.
     """
     from signer.cache.factory import describe  # keeps the other commands' start-up light

@@ -241,7 +241,10 @@ class WarmResponse(BaseModel):
     sdkappid: int
     signed: int = Field(description="Tokens signed and stored now.")
     already_warm: int = Field(
-        description="Userids with a cached token of at least refresh_ahead seconds left."
+        description=(
+            "Userids with a cached token of at least refresh_ahead seconds left, or being"
+            " signed by another request or instance now (each userid is signed once)."
+        )
     )
     refused: int = Field(description="Userids refused (listed in refusals).")
     refusals: list[BatchItemError]

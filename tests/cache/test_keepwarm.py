@@ -21,6 +21,7 @@ from signer.cache import AppPolicy, TokenIssuer
 from signer.cache.backends.redis import RedisCache
 from signer.cache.breaker import CircuitBreaker
 from signer.cache.keepwarm import KeepWarm, Pace
+from signer.cache.warming import warm_many
 from signer.core import HmacSecret, IssuedToken, SignerError, V2Signer, verify
 from signer.engine import SignRequest
 from tests.support import RedisServer
@@ -268,6 +269,43 @@ class TestLogout:
         (after,) = await node.cache.get_many([key])
         assert after is None  # stored, but retired by the marker
         assert not await ask(node, "frank")
+
+
+class TestWarmOnDemand:
+    async def test_a_warm_racing_a_live_miss_signs_the_user_once(
+        self, pair: tuple[Instance, Instance, Clock]
+    ) -> None:
+        """A warm signing a userid (its signature held in the background queue) while a
+        live request for it reaches another instance: the request waits on the warm's
+        lease and is served the warm's token; one signature in all.
+
+        Catches: the warm signing without the stampede lease (the live miss signs too)."""
+        first, second, _ = pair
+        first.engine.gate = asyncio.Event()
+        warming = asyncio.ensure_future(warm_many(first.issuer, POLICY, ["zoe"], EXPIRE))
+        await asyncio.wait_for(first.engine.waiting.wait(), 5)
+        live = asyncio.ensure_future(second.issuer.issue(POLICY, "zoe", EXPIRE))
+        await asyncio.sleep(0.1)
+        first.engine.gate.set()
+        counts = await warming
+        issued = await asyncio.wait_for(live, 5)
+        assert (counts.signed, counts.already_warm) == (1, 0)
+        assert issued.cached
+        assert first.engine.total() + second.engine.total() == 1
+
+    async def test_a_userid_being_signed_elsewhere_counts_as_already_warm(
+        self, pair: tuple[Instance, Instance, Clock]
+    ) -> None:
+        """A userid whose lease another instance holds is not signed by the warm.
+
+        Catches: the warm ignoring a lease it did not win."""
+        first, second, _ = pair
+        key = first.issuer.key(POLICY, "yann", EXPIRE, None)
+        won, _ = await first.cache.acquire_lease(key, 2)
+        assert won
+        counts = await warm_many(second.issuer, POLICY, ["yann", "zack"], EXPIRE)
+        assert (counts.signed, counts.already_warm, counts.refused) == (1, 1, [])
+        assert list(second.engine.signed) == ["zack"]
 
 
 class TestRedisRestart:
