@@ -100,13 +100,16 @@ async def test_a_storm_of_misses_over_many_slots_stores_every_token_and_leaves_n
         assert (await cluster_cache.acquire_lease(key, 1.0))[0] is True
 
 
-async def test_keep_warm_works_across_slots(cluster_cache: RedisClusterCache) -> None:
-    """Keep-warm on a cluster: its two sets share a slot, so the claim script runs there,
-    and the marks of users in many slots ride the write pipelines; users stay warm for
-    the horizon, and a logged-out one is not re-signed.
+async def test_keep_warm_works_across_slots(
+    cluster: RedisCluster, cluster_cache: RedisClusterCache
+) -> None:
+    """Keep-warm on a cluster: each shard's two sets share a slot, so the claim script
+    runs there, and the marks of users in many slots ride the write pipelines; users stay
+    warm for the horizon, a logged-out one is not re-signed, and one app's keep-warm
+    state is spread over every master instead of loading one.
 
-    Catches: keep-warm's keys spread over slots (the claim script would be refused
-    with CROSSSLOT and keep-warm would pause for ever)."""
+    Catches: a shard's keys spread over slots (the claim script would be refused with
+    CROSSSLOT and keep-warm would pause for ever); an app's sets all in one slot."""
     clock = Clock()
     cluster_cache.clock = clock
     engine = ClockEngine(clock)
@@ -130,3 +133,6 @@ async def test_keep_warm_works_across_slots(cluster_cache: RedisClusterCache) ->
         )
     assert not warm.stats.paused and warm.stats.resigned[POLICY.sdkappid] >= 2 * 29
     assert len(engine.signed["c0"]) == 1
+    assert await cluster_cache.warm.count(POLICY.sdkappid) == 29
+    per_master = [len(node.cli("KEYS", "signer:kw:*").split()) for node in cluster.nodes]
+    assert all(per_master), per_master

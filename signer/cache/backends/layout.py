@@ -11,7 +11,10 @@
   hash tag ``{kw:<sdkappid>}`` (one slot, so one script reads both):
   ``<prefix>kw:{kw:<sdkappid>}:due``, members ``<expire>:<userid>`` scored by the time
   in ms their token is due for a re-sign, and ``<prefix>kw:{kw:<sdkappid>}:seen``,
-  members ``<userid>`` scored by the time in ms the user last asked;
+  members ``<userid>`` scored by the time in ms the user last asked. On a cluster
+  (``warm_shards`` > 1) each app has that pair once per shard, under the hash tag
+  ``{kw:<sdkappid>:<shard>}``, a user's entries in the shard of its userid's CRC-32, so
+  one app's keep-warm spreads over the masters as its tokens do;
 - the eviction channel ``<prefix>evictions``, whose messages name a user as
   ``<prefix><sdkappid>:<userid>``.
 
@@ -23,6 +26,8 @@ a token and let go of its lease. Names are bytes, encoded with
 
 from __future__ import annotations
 
+import zlib
+
 from signer.cache import codec
 from signer.cache.base import CachedToken, CacheKey
 
@@ -30,8 +35,9 @@ from signer.cache.base import CachedToken, CacheKey
 class KeyLayout:
     """The names of one deployment (one key prefix)."""
 
-    def __init__(self, prefix: str = "signer:") -> None:
+    def __init__(self, prefix: str = "signer:", warm_shards: int = 1) -> None:
         self.prefix = prefix
+        self.warm_shards = warm_shards
         self._raw_prefix = prefix.encode()
         self.eviction_channel = (prefix + "evictions").encode()
 
@@ -50,11 +56,21 @@ class KeyLayout:
     def revocation(self, sdkappid: int, userid: str) -> bytes:
         return f"{self.prefix}rev:{{{sdkappid}:{userid}}}".encode("utf-8", "surrogatepass")
 
-    def warm_due(self, sdkappid: int) -> bytes:
-        return f"{self.prefix}kw:{{kw:{sdkappid}}}:due".encode()
+    def warm_shard(self, userid: str) -> int:
+        """The keep-warm shard holding ``userid``'s entries (always 0 with one shard)."""
+        if self.warm_shards == 1:
+            return 0
+        return zlib.crc32(userid.encode("utf-8", "surrogatepass")) % self.warm_shards
 
-    def warm_seen(self, sdkappid: int) -> bytes:
-        return f"{self.prefix}kw:{{kw:{sdkappid}}}:seen".encode()
+    def warm_due(self, sdkappid: int, shard: int = 0) -> bytes:
+        return self._warm(sdkappid, shard, "due")
+
+    def warm_seen(self, sdkappid: int, shard: int = 0) -> bytes:
+        return self._warm(sdkappid, shard, "seen")
+
+    def _warm(self, sdkappid: int, shard: int, kind: str) -> bytes:
+        tag = f"kw:{sdkappid}" if self.warm_shards == 1 else f"kw:{sdkappid}:{shard}"
+        return f"{self.prefix}kw:{{{tag}}}:{kind}".encode()
 
     def user(self, sdkappid: int, userid: str) -> bytes:
         """What an eviction broadcast names: the user, not a token."""

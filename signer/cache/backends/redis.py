@@ -49,6 +49,9 @@ AWAITED_WRITE_TIMEOUT = 0.5  # a write its caller waits for (set_many(wait=True)
 REVOCATION_MARGIN = 60  # seconds a marker outlives max_expire: token writes still in flight
 REVOCATION_BUDGET = 1.0  # seconds a logout or ban may spend on tries before it is refused
 REVOCATION_FIRST_PAUSE = 0.05  # between its tries, doubling
+CLUSTER_WARM_SHARDS = 16
+"""Keep-warm's sets per app on a cluster: enough to spread one app over a few masters'
+slots; each pass of the claim visits every shard (one script each)."""
 LISTEN_POLL = 0.5  # seconds the eviction listener waits for a message before looking up
 
 Client = Redis | RedisCluster
@@ -77,14 +80,14 @@ class RedisCache:
         self.timeout = timeout
         self.guard = Guard(breaker or CircuitBreaker(), timeout)
         self.breaker = self.guard.breaker
-        self.layout = KeyLayout(prefix)
+        one_script = not isinstance(client, RedisCluster)  # a cluster's keys span slots
+        self.layout = KeyLayout(prefix, warm_shards=1 if one_script else CLUSTER_WARM_SHARDS)
         self.prefix = prefix
         self.clock: Callable[[], float] = time.time
         """The time a logout or ban records (tests move it with the issuer's clock)."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._owner = uuid.uuid4().hex.encode()
         self._reads = ReadBatcher(self._mget_call, self.layout, self.guard, self._spawn)
-        one_script = not isinstance(client, RedisCluster)  # a cluster's keys span slots
         self._writes = WriteBatcher(client, self.guard, self._spawn, self._owner, one_script)
         # A lease is asked for on a request's path (with its read, or while waiting on
         # another instance's): the read's budget, so a paused Redis costs a request no more
@@ -193,10 +196,11 @@ class RedisCache:
         for mark in marks:
             if mark.due_ms is not None:
                 mode = "NX" if mark.due_if_untracked else ""
-                name, variant = layout.warm_due(mark.sdkappid), member(mark.expire, mark.userid)
+                name = layout.warm_due(mark.sdkappid, layout.warm_shard(mark.userid))
+                variant = member(mark.expire, mark.userid)
                 writes.mark(name, variant, mark.due_ms, mode, mark.keep_ms)
             if mark.seen_ms is not None:
-                name = layout.warm_seen(mark.sdkappid)
+                name = layout.warm_seen(mark.sdkappid, layout.warm_shard(mark.userid))
                 user = mark.userid.encode("utf-8", "surrogatepass")
                 writes.mark(name, user, mark.seen_ms, "GT", mark.keep_ms)
 
@@ -268,7 +272,7 @@ class RedisCache:
         background re-sign is claimed for them after this, and one already claimed signs
         its token as of its claim, so the marker retires it (:mod:`signer.cache.keepwarm`)."""
         names = [self.key(k) for k in known]
-        seen = self.layout.warm_seen(sdkappid)
+        seen = self.layout.warm_seen(sdkappid, self.layout.warm_shard(userid))
         user = userid.encode("utf-8", "surrogatepass")
         marker = self.layout.revocation(sdkappid, userid)
         now_ms = int(self.clock() * 1000)  # every try records the time of the request

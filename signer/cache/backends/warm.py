@@ -13,6 +13,10 @@ the re-signed token sets its next due time. An instance that dies holding claims
 nothing: its members are due again when the period ends. A member whose user has not
 asked since the idle horizon (or was logged out: DELETE removes the user from ``seen``)
 leaves both sets instead of being claimed.
+
+On a cluster the pair is sharded by userid (:meth:`KeyLayout.warm_shard`): a claim visits
+the shards one script each, from a shard that turns with every claim, so none waits behind
+another when the rate cap stops a pass early.
 """
 
 from __future__ import annotations
@@ -74,13 +78,35 @@ class WarmState:
         self._layout = layout
         self._guard = guard
         self._claim = client.register_script(CLAIM)
+        self._turn = 0
 
     async def claim(
         self, sdkappid: int, now_ms: int, idle_before_ms: int, until_ms: int, limit: int
     ) -> Claimed | None:
         """Claim up to ``limit`` members of app ``sdkappid`` due by ``now_ms`` until
-        ``until_ms``; None if Redis did not answer (the breaker counts it)."""
-        keys = [self._layout.warm_due(sdkappid), self._layout.warm_seen(sdkappid)]
+        ``until_ms``; None if Redis did not answer (the breaker counts it): what the
+        shards visited before gave is then lost for this pass and due again at its end."""
+        shards = self._layout.warm_shards
+        self._turn = (self._turn + 1) % shards
+        due: list[Due] = []
+        fell_out = 0
+        for step in range(shards):
+            if len(due) >= limit:
+                break
+            shard = (self._turn + step) % shards
+            got = await self._claim_shard(
+                sdkappid, shard, now_ms, idle_before_ms, until_ms, limit - len(due)
+            )
+            if got is None:
+                return None
+            due += got.due
+            fell_out += got.fell_out
+        return Claimed(due, fell_out)
+
+    async def _claim_shard(
+        self, sdkappid: int, shard: int, now_ms: int, idle_before_ms: int, until_ms: int, limit: int
+    ) -> Claimed | None:
+        keys = [self._layout.warm_due(sdkappid, shard), self._layout.warm_seen(sdkappid, shard)]
         reply: Any = await self._guard.call(
             self._claim,
             keys,
@@ -99,11 +125,15 @@ class WarmState:
         return Claimed(due, int(reply[0]))
 
     async def count(self, sdkappid: int) -> int | None:
-        """Token variants tracked for app ``sdkappid`` (ZCARD of its due set)."""
-        found = await self._guard.call(
-            self._client.zcard, self._layout.warm_due(sdkappid), kind="warm"
-        )
-        return None if found is None else int(found)
+        """Token variants tracked for app ``sdkappid`` (ZCARD of its due sets)."""
+        total = 0
+        for shard in range(self._layout.warm_shards):
+            name = self._layout.warm_due(sdkappid, shard)
+            found = await self._guard.call(self._client.zcard, name, kind="warm")
+            if found is None:
+                return None
+            total += int(found)
+        return total
 
 
 def member(expire: int, userid: str) -> bytes:
