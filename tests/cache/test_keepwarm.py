@@ -271,6 +271,27 @@ class TestLogout:
         assert not await ask(node, "frank")
 
 
+class TestUserbuf:
+    async def test_a_userbuf_token_is_cached_but_not_kept_warm(
+        self, pair: tuple[Instance, Instance, Clock]
+    ) -> None:
+        """A token with a userbuf (room privileges) is served from cache, but keep-warm
+        does not track it: the cache keeps only the userbuf's digest, so a re-sign could
+        only sign a token without it.
+
+        Catches: marks recorded for userbuf variants (the claim would then re-sign them)."""
+        node, _, clock = pair
+        assert not (await node.issuer.issue(POLICY, "holly", EXPIRE, b"room-7")).cached
+        await node.cache.flush()
+        assert (await node.issuer.issue(POLICY, "holly", EXPIRE, b"room-7")).cached
+        assert await node.cache.warm.count(SDKAPPID) == 0
+        while clock.now + STEP < START + DAY:
+            clock.now += STEP
+            await node.tick()
+        assert len(node.engine.signed["holly"]) == 1
+        assert node.warm.stats.resigned[SDKAPPID] == 0
+
+
 class TestWarmOnDemand:
     async def test_a_warm_racing_a_live_miss_signs_the_user_once(
         self, pair: tuple[Instance, Instance, Clock]
