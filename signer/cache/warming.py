@@ -59,8 +59,10 @@ async def _leases(
     leases = await asyncio.gather(*(cache.acquire_lease(key, app.lease_seconds) for key in mine))
     won: list[CacheKey] = []
     for key, (granted, entry) in zip(mine, leases, strict=True):
-        done = entry is not None and issuer.verdict(entry, key, app) == "hit"
-        if granted and not (done and entry is not None and settled(key, entry)):
+        stored = (
+            entry is not None and issuer.verdict(entry, key, app) == "hit" and settled(key, entry)
+        )
+        if granted and not stored:
             won.append(key)
         elif granted:
             await cache.release_lease(key)
