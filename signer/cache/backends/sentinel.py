@@ -56,7 +56,7 @@ class RedisSentinelCache(RedisCache):
         prefix: str = "signer:",
     ) -> Self:
         sentinels, service, options = parse_sentinel_url(url)
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             sentinels, socket_timeout=timeout, socket_connect_timeout=timeout
         )
         client = sentinel.master_for(
