@@ -31,7 +31,7 @@ import structlog
 
 from signer.cache.backends.warm import WarmState
 from signer.cache.issuer import AppPolicy, TokenIssuer
-from signer.cache.warming import resign_due
+from signer.cache.warming import BACKDATE, resign_due
 
 log = structlog.get_logger("signer.keepwarm")
 
@@ -146,6 +146,7 @@ class KeepWarm:
                 int((now - app.keep_warm) * 1000),
                 int((now + pace.claim) * 1000),
                 room,
+                skew_ms=BACKDATE * 1000,
             )
             if got is None:
                 self._pause("a claim failed")

@@ -5,7 +5,8 @@ warm``). Both sign in the engine's background queue, which yields to live reques
 A re-sign must never bring back a token of a user logged out or banned meanwhile. The
 user's DELETE takes them out of keep-warm's ``seen`` set and writes a revocation marker
 (the time of the logout; a token issued at or before it is never served): a claim made
-after the DELETE finds the user gone and claims nothing, and a re-sign claimed before it
+after the DELETE finds the user gone, or (a request's "seen" mark landing after the
+DELETE) last seen before the marker, and claims nothing; a re-sign claimed before it
 signs its token as issued ``BACKDATE`` seconds before its claim, so the marker retires
 it whatever the order in which the signature, the DELETE and the store land. BACKDATE
 covers the DELETE's own retries (about a second: the marker holds the time it was asked

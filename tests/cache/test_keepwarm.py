@@ -270,6 +270,36 @@ class TestLogout:
         assert after is None  # stored, but retired by the marker
         assert not await ask(node, "frank")
 
+    async def test_a_seen_mark_landing_after_the_delete_does_not_bring_the_user_back(
+        self, pair: tuple[Instance, Instance, Clock], redis_server: RedisServer
+    ) -> None:
+        """A request served just before a DELETE records that its user asked; that write
+        lands after the DELETE took the user out. The user is still never re-signed, and
+        leaves keep-warm's sets at their next claim.
+
+        Catches: a claim trusting the seen set alone (the late mark would have keep-warm
+        sign the banned user a fresh token, dated after their revocation, every day)."""
+        first, second, clock = pair
+        await ask(first, "gina")
+        clock.now += 60
+        key = second.issuer.key(POLICY, "gina", EXPIRE, None)
+        (entry,) = await second.cache.get_many([key])
+        assert entry is not None
+        late = second.issuer.marks(POLICY, key, entry, stored=False, asked=True)  # a hit
+        assert late and late[0].seen_ms is not None
+        clock.now += 1
+        await first.cache.delete_user(SDKAPPID, "gina")
+        second.cache.track(late)
+        await second.cache.flush()
+        while clock.now + STEP < START + 2 * DAY:
+            clock.now += STEP
+            await first.tick()
+        assert len(first.engine.signed["gina"]) == 1
+        assert not await first.cached("gina")
+        assert first.warm.stats.fell_out[SDKAPPID] == 1
+        for name in (first.cache.layout.warm_due(SDKAPPID), first.cache.layout.warm_seen(SDKAPPID)):
+            assert redis_server.cli("ZCARD", name.decode()) == "0"
+
 
 class TestUserbuf:
     async def test_a_userbuf_token_is_cached_but_not_kept_warm(

@@ -110,7 +110,7 @@ class RedisCache:
             else None
         )
         self._health = HealthWatch(self.guard, client.ping)
-        self.warm = WarmState(client, self.layout, self.guard)
+        self.warm = WarmState(client, self.layout, self.guard, self._mget_call)
 
     @classmethod
     def from_url(
@@ -269,8 +269,9 @@ class RedisCache:
         once, and :class:`RevocationNotRecorded` is raised.
 
         The user also leaves keep-warm (its ``seen`` set), in the same pipeline: no
-        background re-sign is claimed for them after this, and one already claimed signs
-        its token as of its claim, so the marker retires it (:mod:`signer.cache.keepwarm`)."""
+        background re-sign is claimed for them after this (a claim also checks the marker,
+        for a "seen" mark landing late), and one already claimed signs its token as of its
+        claim, so the marker retires it (:mod:`signer.cache.warming`)."""
         names = [self.key(k) for k in known]
         seen = self.layout.warm_seen(sdkappid, self.layout.warm_shard(userid))
         user = userid.encode("utf-8", "surrogatepass")

@@ -14,6 +14,12 @@ nothing: its members are due again when the period ends. A member whose user has
 asked since the idle horizon (or was logged out: DELETE removes the user from ``seen``)
 leaves both sets instead of being claimed.
 
+A logout must not be undone by a mark that was on its way: a request served just before a
+DELETE records in ``seen`` that its user asked, and that write can land after the DELETE
+took the user out. So a claim also reads the claimed users' revocation markers, and a user
+who last asked at or before their marker (within a few seconds of clock skew between
+instances) leaves both sets too, unless they asked again since.
+
 On a cluster the pair is sharded by userid (:meth:`KeyLayout.warm_shard`): a claim visits
 the shards one script each, from a shard that turns with every claim, so none waits behind
 another when the rate cap stops a pass early.
@@ -21,6 +27,7 @@ another when the rate cap stops a pass early.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from redis.asyncio import Redis, RedisCluster
@@ -30,7 +37,7 @@ from signer.cache.backends.layout import KeyLayout
 
 # KEYS: the due set, the seen set. ARGV: now (ms), the idle horizon (ms: a user last seen
 # before it falls out), the claim's end (ms), the most members to claim. The reply: the
-# count of members that fell out, then (member, due score) per member claimed.
+# count of members that fell out, then (member, due score, seen score) per member claimed.
 CLAIM = """
 local due = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0,
                        tonumber(ARGV[4]))
@@ -44,6 +51,7 @@ for i = 1, #due, 2 do
     redis.call('zadd', KEYS[1], ARGV[3], member)
     out[#out + 1] = member
     out[#out + 1] = due[i + 1]
+    out[#out + 1] = seen
   else
     redis.call('zrem', KEYS[1], member)
     if seen then redis.call('zrem', KEYS[2], userid) end
@@ -53,15 +61,30 @@ end
 return out
 """
 
+# KEYS: the due set, the seen set. ARGV: (member, userid, latest seen score to retire) per
+# member: each leaves the due set, and its user the seen set, unless the user asked since.
+RETIRE = """
+for i = 1, #ARGV, 3 do
+  local seen = redis.call('zscore', KEYS[2], ARGV[i + 1])
+  if not seen or tonumber(seen) <= tonumber(ARGV[i + 2]) then
+    redis.call('zrem', KEYS[1], ARGV[i])
+    if seen then redis.call('zrem', KEYS[2], ARGV[i + 1]) end
+  end
+end
+return 0
+"""
+
 CLAIM_BUDGET = 0.5  # seconds: background work, but a stuck claim must not hold the loop
 
 
 class Due(NamedTuple):
-    """A token variant claimed for a re-sign: its user and lifetime, and when it was due."""
+    """A token variant claimed for a re-sign: its user and lifetime, when it was due, and
+    when its user last asked."""
 
     userid: str
     expire: int
     due_ms: int
+    seen_ms: int
 
 
 class Claimed(NamedTuple):
@@ -70,22 +93,38 @@ class Claimed(NamedTuple):
     """Members that left instead: their user idle past the horizon, or logged out."""
 
 
-class WarmState:
-    """The claim and the counts of keep-warm's sets, through the backend's guard."""
+MGet = Callable[[list[bytes]], Awaitable[list[Any]]]
 
-    def __init__(self, client: Redis | RedisCluster, layout: KeyLayout, guard: Guard) -> None:
+
+class WarmState:
+    """The claim and the counts of keep-warm's sets, through the backend's guard; ``mget``
+    reads names of any slot (the backend's MGET, split per slot on a cluster)."""
+
+    def __init__(
+        self, client: Redis | RedisCluster, layout: KeyLayout, guard: Guard, mget: MGet
+    ) -> None:
         self._client = client
         self._layout = layout
         self._guard = guard
+        self._mget = mget
         self._claim = client.register_script(CLAIM)
+        self._retire = client.register_script(RETIRE)
         self._turn = 0
 
     async def claim(
-        self, sdkappid: int, now_ms: int, idle_before_ms: int, until_ms: int, limit: int
+        self,
+        sdkappid: int,
+        now_ms: int,
+        idle_before_ms: int,
+        until_ms: int,
+        limit: int,
+        skew_ms: int = 5000,
     ) -> Claimed | None:
         """Claim up to ``limit`` members of app ``sdkappid`` due by ``now_ms`` until
-        ``until_ms``; None if Redis did not answer (the breaker counts it): what the
-        shards visited before gave is then lost for this pass and due again at its end."""
+        ``until_ms``, leaving out (and retiring) those whose user last asked no later
+        than ``skew_ms`` after their revocation marker; None if Redis did not answer (the
+        breaker counts it): what the shards visited before gave is then lost for this
+        pass and due again at its end."""
         shards = self._layout.warm_shards
         self._turn = (self._turn + 1) % shards
         due: list[Due] = []
@@ -101,7 +140,60 @@ class WarmState:
                 return None
             due += got.due
             fell_out += got.fell_out
-        return Claimed(due, fell_out)
+        revoked = await self._revoked(sdkappid, due, skew_ms)
+        if revoked is None:
+            return None
+        if revoked:
+            if not await self._retire_revoked(sdkappid, revoked):
+                return None
+            due = [item for item in due if item not in revoked]
+        return Claimed(due, fell_out + len(revoked))
+
+    async def _revoked(self, sdkappid: int, due: list[Due], skew_ms: int) -> set[Due] | None:
+        """The claimed ``due`` whose user last asked at or before their revocation marker
+        (+ ``skew_ms``): logged out since, their last ask's mark landing after the DELETE."""
+        if not due:
+            return set()
+        users = list(dict.fromkeys(item.userid for item in due))
+        names = [self._layout.revocation(sdkappid, userid) for userid in users]
+        found = await self._guard.call(
+            self._mget, names, budget=max(self._guard.timeout, CLAIM_BUDGET), kind="warm"
+        )
+        if found is None:
+            return None
+        marker = {
+            userid: int(value)
+            for userid, value in zip(users, found, strict=True)
+            if isinstance(value, bytes) and value.isdigit()
+        }
+        return {
+            item
+            for item in due
+            if item.userid in marker and item.seen_ms <= marker[item.userid] + skew_ms
+        }
+
+    async def _retire_revoked(self, sdkappid: int, revoked: set[Due]) -> bool:
+        """Take the ``revoked`` members out of keep-warm's sets, shard by shard, unless
+        their user asked again since; False if Redis did not answer."""
+        by_shard: dict[int, list[Due]] = {}
+        for item in revoked:
+            by_shard.setdefault(self._layout.warm_shard(item.userid), []).append(item)
+        for shard, items in by_shard.items():
+            keys = [self._layout.warm_due(sdkappid, shard), self._layout.warm_seen(sdkappid, shard)]
+            args: list[bytes | int] = []
+            for item in items:
+                user = item.userid.encode("utf-8", "surrogatepass")
+                args += [member(item.expire, item.userid), user, item.seen_ms]
+            reply = await self._guard.call(
+                self._retire,
+                keys,
+                args,
+                budget=max(self._guard.timeout, CLAIM_BUDGET),
+                kind="warm",
+            )
+            if reply is None:
+                return False
+        return True
 
     async def _claim_shard(
         self, sdkappid: int, shard: int, now_ms: int, idle_before_ms: int, until_ms: int, limit: int
@@ -117,11 +209,11 @@ class WarmState:
         if reply is None:
             return None
         due = []
-        for index in range(1, len(reply) - 1, 2):
-            member = reply[index].decode("utf-8", "surrogatepass")
-            expire, _, userid = member.partition(":")
+        for index in range(1, len(reply) - 2, 3):
+            expire, _, userid = reply[index].decode("utf-8", "surrogatepass").partition(":")
             if expire.isdigit() and userid:
-                due.append(Due(userid, int(expire), int(float(reply[index + 1]))))
+                due_ms, seen_ms = (int(float(value)) for value in reply[index + 1 : index + 3])
+                due.append(Due(userid, int(expire), due_ms, seen_ms))
         return Claimed(due, int(reply[0]))
 
     async def count(self, sdkappid: int) -> int | None:
