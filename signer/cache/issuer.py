@@ -36,7 +36,10 @@ LEASE_POLL_MAX_SECONDS = 0.05  # its pauses double up to this
 SEEN_EVERY = 3600.0
 """Seconds between two records that a user asked, per process: a user's keep-warm horizon
 is days, so one write an hour is plenty, and a warm storm of hits costs Redis one mark
-per user, not one per request."""
+per user, not one per request. Only hits are spared, and only after a record made while
+the cache was healthy (one made while it is not may be dropped): a token stored for a
+user who asked (a miss) always records it, because a miss is what follows whatever lost
+the last record (a logout, a Redis that came back empty)."""
 SEEN_MAX_USERS = 200_000  # the per-process memory of marks made; cleared when it is full
 
 
@@ -128,7 +131,7 @@ class TokenIssuer:
     ) -> list[WarmMark]:
         """Keep-warm's record of ``entry`` under ``key``: its re-sign's due time (if it was
         ``stored`` now; else only where none is recorded), and, if its user ``asked``, that
-        they did (at most once per SEEN_EVERY per process). Nothing for an app without
+        they did (for a hit, at most once per SEEN_EVERY per process). Nothing for an app without
         keep-warm or a token with a userbuf (which the service cannot re-sign alone)."""
         if not app.keep_warm or key.userbuf_digest:
             return []
@@ -137,10 +140,11 @@ class TokenIssuer:
         if asked:
             user = (key.sdkappid, key.userid)
             last = self._seen.get(user)
-            if last is None or now - last >= min(SEEN_EVERY, app.keep_warm / 24):
-                if len(self._seen) >= SEEN_MAX_USERS:
-                    self._seen.clear()
-                self._seen[user] = now
+            if stored or last is None or now - last >= min(SEEN_EVERY, app.keep_warm / 24):
+                if self.cache.healthy():  # else the mark is dropped: the next ask makes it
+                    if len(self._seen) >= SEEN_MAX_USERS:
+                        self._seen.clear()
+                    self._seen[user] = now
                 seen_ms = int(now * 1000)
             elif not stored:
                 return []  # a hit of a user marked recently: its due time is recorded too

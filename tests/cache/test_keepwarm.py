@@ -300,6 +300,26 @@ class TestLogout:
         for name in (first.cache.layout.warm_due(SDKAPPID), first.cache.layout.warm_seen(SDKAPPID)):
             assert redis_server.cli("ZCARD", name.decode()) == "0"
 
+    async def test_a_user_who_logs_in_again_after_a_logout_is_kept_warm(
+        self, pair: tuple[Instance, Instance, Clock]
+    ) -> None:
+        """Logged out, then logged in again a minute later: the new token is kept warm.
+
+        Catches: the process's memory of users it recorded within the hour sparing the
+        new login's record (the DELETE had removed the old one: the user would fall out
+        at their next due time and tomorrow's login would be cold)."""
+        node, _, clock = pair
+        await ask(node, "hank")
+        clock.now += 60
+        await node.cache.delete_user(SDKAPPID, "hank")
+        clock.now += 60
+        assert not await ask(node, "hank")  # the old token is retired: a new one
+        while clock.now + STEP < START + 2 * DAY:
+            clock.now += STEP
+            await node.tick()
+            assert await node.cached("hank"), f"cold at +{clock.now - START:.0f} s"
+        assert node.warm.stats.fell_out[SDKAPPID] == 0
+
 
 class TestUserbuf:
     async def test_a_userbuf_token_is_cached_but_not_kept_warm(
@@ -399,3 +419,49 @@ class TestRedisRestart:
         finally:
             await node.cache.close()
             server.stop()
+
+    async def test_users_asking_after_redis_lost_its_data_are_kept_warm(
+        self, pair: tuple[Instance, Instance, Clock], redis_server: RedisServer
+    ) -> None:
+        """Redis loses everything (FLUSHALL: what a restart without persistence leaves)
+        minutes after a user's token: their next request, a miss, tracks them again, and
+        they stay warm.
+
+        Catches: that request's record spared because this process recorded the user
+        within the hour (their record went with the data: they would never be re-signed)."""
+        node, _, clock = pair
+        await ask(node, "ivy")
+        clock.now += 600
+        redis_server.cli("FLUSHALL")
+        assert not await ask(node, "ivy")
+        while clock.now + STEP < START + 2 * DAY:
+            clock.now += STEP
+            await node.tick()
+            assert await node.cached("ivy"), f"cold at +{clock.now - START:.0f} s"
+
+    async def test_a_user_first_seen_during_an_outage_is_tracked_from_their_next_request(
+        self, pair: tuple[Instance, Instance, Clock]
+    ) -> None:
+        """A user's first request, while the breaker is open, is signed and its token
+        held (keep-warm's marks are dropped); their next request, once Redis is back, is
+        a hit from the held token and tracks them: they stay warm.
+
+        Catches: the process counting the dropped mark as made (that hit, within the
+        hour, would record nothing, and the user would never be re-signed)."""
+        node, _, clock = pair
+        for _ in range(2):
+            node.cache.breaker.failure()
+        assert not node.cache.healthy()
+        assert not await ask(node, "jack")
+        await asyncio.sleep(0.35)  # the breaker's reset_after
+        assert await node.cache.probe()
+        for _ in range(100):  # the held token is written once the breaker closes
+            if node.cache.held_writes == 0 and await node.cached("jack"):
+                break
+            await asyncio.sleep(0.02)
+        clock.now += 60
+        assert await ask(node, "jack")
+        while clock.now + STEP < START + 2 * DAY:
+            clock.now += STEP
+            await node.tick()
+            assert await node.cached("jack"), f"cold at +{clock.now - START:.0f} s"
