@@ -318,6 +318,8 @@ class _KeepWarmCollector(Collector):
             "logged out.",
             "skipped": "Claimed variants not re-signed: renewed meanwhile, or being signed "
             "elsewhere.",
+            "failed": "Claimed variants whose re-sign failed (the engine full or closing, or "
+            "a signing error): due again when their claim ends.",
         }
         families = {
             name: CounterMetricFamily(f"signer_keepwarm_{name}", text, labels=["sdkappid"])

@@ -90,6 +90,7 @@ class ServiceState:
             },
             "resigned": sum(stats.resigned.values()),
             "late": sum(stats.late.values()),
+            "failed": sum(stats.failed.values()),
             "last_pass": stats.last_pass,
         }
 

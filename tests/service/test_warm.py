@@ -179,8 +179,9 @@ class TestVisible:
         warm = ready["details"]["keep_warm"]
         assert warm["enabled"] is True and warm["paused"] is False
         assert warm["apps"][str(V2_APP)]["days"] == 2
+        assert (warm["resigned"], warm["late"], warm["failed"]) == (0, 0, 0)
         text = await (await client.get("/metrics")).text()
-        for name in ("resigned", "late", "fell_out", "skipped"):
+        for name in ("resigned", "late", "fell_out", "skipped", "failed"):
             assert metric(text, f"signer_keepwarm_{name}_total", V2_APP) == 0
         assert metric(text, "signer_keepwarm_paused") == 0
 
