@@ -379,6 +379,44 @@ class TestWarmOnDemand:
         assert list(second.engine.signed) == ["zack"]
 
 
+class TestPace:
+    async def test_the_loop_re_signs_no_faster_than_its_rate(
+        self, redis_server: RedisServer
+    ) -> None:
+        """The running loop (rate 40 a second, passes every 0.05 s) facing 300 variants
+        due at once re-signs at most what its token bucket allows over the time it ran
+        (40 a second plus a burst of two intervals' worth), and does re-sign.
+
+        Catches: the rate cap not applied (the first pass would claim all 300)."""
+        clock = Clock()
+        node = instance(redis_server.url, clock)
+        rate, interval = 40.0, 0.05
+        node.warm = KeepWarm(
+            lambda: node.issuer,
+            node.cache.warm,
+            lambda: [POLICY],
+            lambda: Pace(rate=rate, claim=60, interval=interval),
+            node.cache.healthy,
+        )
+        try:
+            users = [f"paced{i}" for i in range(300)]
+            for userid in users:
+                await node.issuer.issue(POLICY, userid, EXPIRE)
+            await node.cache.flush()
+            clock.now += EXPIRE - MIN_REMAINING - 60  # every variant is due
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            node.warm.start()
+            await asyncio.sleep(1.0)
+            await node.warm.close()
+            elapsed = loop.time() - started
+            resigned = node.warm.stats.resigned[SDKAPPID]
+            assert 1 <= resigned <= rate * elapsed + 2 * rate * interval, (resigned, elapsed)
+        finally:
+            await node.warm.close()
+            await node.cache.close()
+
+
 class TestRedisRestart:
     async def test_keep_warm_pauses_and_resumes(self, tmp_path: Path) -> None:
         """Redis killed mid-way (SIGKILL) and started again on its port with its data
