@@ -12,6 +12,9 @@ any more. Per arm (keep-warm off, then on), against a fresh redis-server and one
      ([keep_warm] rate 5,000 a process, spread 0.5, interval 0.2 s) it re-signs meanwhile;
   3. the morning: every user logs in once, in a random order (wrk, 1 thread, 64
      connections, one distinct userid a request, until every user has had an answer).
+At dawn the signer is restarted (unless ``--no-dawn-restart``), as on a real morning: its
+processes remember for an hour which users asked, and a hit of one they remember writes
+no keep-warm "seen" mark; after a real night every login's hit writes one.
 Reported per arm: the storm's req/s, p50/p99, non-2xx, cache lookups by result and
 signatures during it (``/metrics``), and for the night the CPU of signer (its processes and
 workers, /proc) and Redis's used_memory after the fill: the arms' difference is keep-warm's
@@ -30,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -223,26 +227,11 @@ def arm(
             url=redis.url,
         )
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNER_")}
-    log = (tmp / f"signer-{name}.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "signer", "serve", "--config", str(config)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    log = (tmp / f"signer-{name}.log").open("ab")
     url = f"http://127.0.0.1:{port}"
+    process: subprocess.Popen[bytes] | None = None
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit(f"signer ({name}) did not come up")
-            time.sleep(0.2)
+        process = serve(config, url, log)
         before_fill = used_memory(redis)
         start = time.monotonic()
         with httpx.Client(timeout=300) as http:
@@ -266,6 +255,11 @@ def arm(
         night_cpu = tree_cpu(process.pid) - night_cpu0
         night_redis = tree_cpu(redis.process.pid) - redis_cpu0  # type: ignore[union-attr]
         time.sleep(1.5)  # a sibling process's counters reach /metrics within ~1 s
+        keepwarm_at_dawn = family(metrics(url), "signer_keepwarm")
+        if args.dawn_restart:  # a new day: no process remembers who asked yesterday
+            stop(process)
+            process = serve(config, url, log)
+            time.sleep(1.5)
         at_dawn = metrics(url)
         result = storm(url, args.users, tmp)
         time.sleep(1.5)
@@ -285,16 +279,44 @@ def arm(
             "night_signer_cpu_s": night_cpu,
             "night_redis_cpu_s": night_redis,
             "redis_bytes_after_fill": memory,
-            "keepwarm_at_dawn": family(at_dawn, "signer_keepwarm"),
+            "keepwarm_at_dawn": keepwarm_at_dawn,
         }
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        if process is not None:
+            stop(process)
         log.close()
         redis.stop()
+
+
+def serve(config: Path, url: str, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """``signer serve --config config``, once its /readyz answers 200 at ``url``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNER_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "signer", "serve", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            stop(process)
+            raise SystemExit(f"signer ({config.stem}) did not come up")
+        time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def main() -> None:
@@ -303,6 +325,13 @@ def main() -> None:
     parser.add_argument("--expire", type=int, default=120)
     parser.add_argument("--algorithm", choices=["v1", "v2"], default="v1")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--no-dawn-restart",
+        dest="dawn_restart",
+        action="store_false",
+        help="keep the night's signer for the storm (its processes then remember, for an "
+        "hour, which users asked at the fill, and their hits write no 'seen' mark)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         tmp = Path(directory)
