@@ -63,15 +63,17 @@ return out
 
 # KEYS: the due set, the seen set. ARGV: (member, userid, latest seen score to retire) per
 # member: each leaves the due set, and its user the seen set, unless the user asked since.
+# The reply: how many members left.
 RETIRE = """
+local retired = 0
 for i = 1, #ARGV, 3 do
   local seen = redis.call('zscore', KEYS[2], ARGV[i + 1])
   if not seen or tonumber(seen) <= tonumber(ARGV[i + 2]) then
-    redis.call('zrem', KEYS[1], ARGV[i])
+    retired = retired + redis.call('zrem', KEYS[1], ARGV[i])
     if seen then redis.call('zrem', KEYS[2], ARGV[i + 1]) end
   end
 end
-return 0
+return retired
 """
 
 CLAIM_BUDGET = 0.5  # seconds: background work, but a stuck claim must not hold the loop
@@ -144,10 +146,12 @@ class WarmState:
         if revoked is None:
             return None
         if revoked:
-            if not await self._retire_revoked(sdkappid, revoked):
+            retired = await self._retire_revoked(sdkappid, revoked)
+            if retired is None:
                 return None
+            fell_out += retired
             due = [item for item in due if item not in revoked]
-        return Claimed(due, fell_out + len(revoked))
+        return Claimed(due, fell_out)
 
     async def _revoked(self, sdkappid: int, due: list[Due], skew_ms: int) -> set[Due] | None:
         """The claimed ``due`` whose user last asked at or before their revocation marker
@@ -172,9 +176,11 @@ class WarmState:
             if item.userid in marker and item.seen_ms <= marker[item.userid] + skew_ms
         }
 
-    async def _retire_revoked(self, sdkappid: int, revoked: set[Due]) -> bool:
+    async def _retire_revoked(self, sdkappid: int, revoked: set[Due]) -> int | None:
         """Take the ``revoked`` members out of keep-warm's sets, shard by shard, unless
-        their user asked again since; False if Redis did not answer."""
+        their user asked again since (they are then only skipped by this claim); how many
+        left, None if Redis did not answer."""
+        retired = 0
         by_shard: dict[int, list[Due]] = {}
         for item in revoked:
             by_shard.setdefault(self._layout.warm_shard(item.userid), []).append(item)
@@ -192,8 +198,9 @@ class WarmState:
                 kind="warm",
             )
             if reply is None:
-                return False
-        return True
+                return None
+            retired += int(reply)
+        return retired
 
     async def _claim_shard(
         self, sdkappid: int, shard: int, now_ms: int, idle_before_ms: int, until_ms: int, limit: int
