@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -196,6 +197,46 @@ class TestKeptWarm:
         # every re-sign happened within the horizon
         last = max(node.engine.signed["carol"])
         assert last <= START + POLICY.keep_warm
+
+
+class TestSpread:
+    async def test_due_times_of_tokens_issued_together_spread_over_the_window(
+        self, redis_server: RedisServer
+    ) -> None:
+        """1,000 tokens issued at one moment are due for their re-signs all over the last
+        quarter of their usable life (warm_spread 0.25; the last tenth of it kept as a
+        margin), about evenly: tomorrow's re-signs of a morning's logins are spread over
+        hours, not bunched.
+
+        Catches: a due time without its jitter (all 1,000 in one instant)."""
+        clock = Clock()
+        node = instance(redis_server.url, clock)
+        node.issuer = TokenIssuer(
+            node.engine,  # type: ignore[arg-type]
+            node.cache,
+            clock=clock,
+            rng=random.Random(15).random,
+        )
+        try:
+            users = [f"spread{i}" for i in range(1000)]
+            counts = await warm_many(node.issuer, POLICY, users, EXPIRE)
+            assert counts.signed == 1000
+            await node.cache.flush()
+            name = node.cache.layout.warm_due(SDKAPPID)
+            due = [
+                score / 1000
+                for _, score in await node.cache.client.zrange(name, 0, -1, withscores=True)
+            ]
+            deadline = START + EXPIRE - MIN_REMAINING
+            lead = POLICY.warm_lead(EXPIRE)
+            low, high = deadline - lead, deadline - 0.1 * lead
+            assert len(due) == 1000 and all(low - 1 <= d <= high + 1 for d in due)
+            bins = [0] * 10
+            for d in due:
+                bins[min(9, int((d - low) / (high - low) * 10))] += 1
+            assert all(50 <= n <= 150 for n in bins), bins
+        finally:
+            await node.cache.close()
 
 
 class TestTwoInstances:
