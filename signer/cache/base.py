@@ -129,6 +129,12 @@ class CacheBackend(Protocol):
         """Record keep-warm marks with this iteration's writes (best effort, not awaited;
         a store without keep-warm state ignores them)."""
 
+    @property
+    def lost_marks(self) -> int:
+        """Keep-warm marks tracked but never written, so far (dropped while the store was
+        away, refused by a full queue, or in a write that failed): a caller remembering
+        which marks it made forgets them when this moves."""
+
     async def delete_user(
         self,
         sdkappid: int,

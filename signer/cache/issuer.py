@@ -36,10 +36,11 @@ LEASE_POLL_MAX_SECONDS = 0.05  # its pauses double up to this
 SEEN_EVERY = 3600.0
 """Seconds between two records that a user asked, per process: a user's keep-warm horizon
 is days, so one write an hour is plenty, and a warm storm of hits costs Redis one mark
-per user, not one per request. Only hits are spared, and only after a record made while
-the cache was healthy (one made while it is not may be dropped): a token stored for a
-user who asked (a miss) always records it, because a miss is what follows whatever lost
-the last record (a logout, a Redis that came back empty)."""
+per user, not one per request. Only hits are spared: a token stored for a user who asked
+(a miss) always records it, because a miss is what follows whatever lost the last record
+(a logout, a Redis that came back empty); and once the cache reports a mark lost (an
+outage, a failed write), the process forgets every record it made, so the next hits
+record their users again."""
 SEEN_MAX_USERS = 200_000  # the per-process memory of marks made; cleared when it is full
 
 
@@ -102,6 +103,7 @@ class TokenIssuer:
         self._inflight: dict[CacheKey, asyncio.Future[Issued]] = {}
         self._background: set[asyncio.Task[Issued]] = set()
         self._seen: dict[tuple[int, str], float] = {}  # user -> when last marked as asking
+        self._lost_marks = 0  # the cache's lost_marks when _seen was last trusted
 
     def key(self, app: AppPolicy, userid: str, expire: int, userbuf: bytes | None) -> CacheKey:
         """The cache key of a token of ``userid`` with ``expire`` (and ``userbuf``)."""
@@ -138,13 +140,15 @@ class TokenIssuer:
         now = self._clock()
         seen_ms = None
         if asked:
+            if self.cache.lost_marks != self._lost_marks:  # some never reached the store
+                self._lost_marks = self.cache.lost_marks
+                self._seen.clear()
             user = (key.sdkappid, key.userid)
             last = self._seen.get(user)
             if stored or last is None or now - last >= min(SEEN_EVERY, app.keep_warm / 24):
-                if self.cache.healthy():  # else the mark is dropped: the next ask makes it
-                    if len(self._seen) >= SEEN_MAX_USERS:
-                        self._seen.clear()
-                    self._seen[user] = now
+                if len(self._seen) >= SEEN_MAX_USERS:
+                    self._seen.clear()
+                self._seen[user] = now
                 seen_ms = int(now * 1000)
             elif not stored:
                 return []  # a hit of a user marked recently: its due time is recorded too

@@ -102,9 +102,10 @@ class Instance:
         return self.issuer.verdict(entry, key, POLICY) == "hit"
 
 
-def instance(url: str, clock: Clock, rng: float = 0.5) -> Instance:
+def instance(url: str, clock: Clock, rng: float = 0.5, failures: int = 2) -> Instance:
+    """An instance on ``url`` whose breaker opens after ``failures`` failed calls."""
     cache = RedisCache.from_url(
-        url, timeout=0.2, breaker=CircuitBreaker(failure_threshold=2, reset_after=0.3)
+        url, timeout=0.2, breaker=CircuitBreaker(failure_threshold=failures, reset_after=0.3)
     )
     cache.clock = clock
     engine = Engine(clock)
@@ -544,3 +545,33 @@ class TestRedisRestart:
             clock.now += STEP
             await node.tick()
             assert await node.cached("jack"), f"cold at +{clock.now - START:.0f} s"
+
+    async def test_a_user_whose_record_failed_to_write_is_tracked_from_their_next_request(
+        self, redis_server: RedisServer
+    ) -> None:
+        """Redis refuses writes for 1.5 s (CLIENT PAUSE WRITE), past the write budget but
+        too few failures to open the breaker: a user's first request is signed, its
+        keep-warm marks are lost and its token is held and written once Redis takes
+        writes again. Their next request is a hit from that token and records them: they
+        stay warm.
+
+        Catches: the process remembering a record that never reached Redis (the hit,
+        within the hour, would record nothing and the user would never be re-signed)."""
+        clock = Clock()
+        node = instance(redis_server.url, clock, failures=10)
+        try:
+            redis_server.cli("CLIENT", "PAUSE", "1500", "WRITE")
+            assert not await ask(node, "kim")
+            assert node.cache.healthy()  # the breaker stayed closed
+            for _ in range(150):  # the held token is written once Redis takes writes
+                if node.cache.held_writes == 0 and await node.cached("kim"):
+                    break
+                await asyncio.sleep(0.02)
+            clock.now += 60
+            assert await ask(node, "kim")
+            while clock.now + STEP < START + 2 * DAY:
+                clock.now += STEP
+                await node.tick()
+                assert await node.cached("kim"), f"cold at +{clock.now - START:.0f} s"
+        finally:
+            await node.cache.close()

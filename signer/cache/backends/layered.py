@@ -82,6 +82,10 @@ class LayeredCache:
     def track(self, marks: Sequence[WarmMark]) -> None:
         self.shared.track(marks)
 
+    @property
+    def lost_marks(self) -> int:
+        return self.shared.lost_marks
+
     async def delete_user(
         self,
         sdkappid: int,

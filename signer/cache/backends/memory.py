@@ -130,6 +130,8 @@ class MemoryCache:
     def track(self, marks: Sequence[WarmMark]) -> None:
         return None  # keep-warm needs a shared store ([cache] url): settings refuse it here
 
+    lost_marks = 0  # (none tracked)
+
     async def delete_user(
         self,
         sdkappid: int,

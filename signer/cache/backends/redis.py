@@ -149,6 +149,11 @@ class RedisCache:
         return self._writes.dropped
 
     @property
+    def lost_marks(self) -> int:
+        """Keep-warm marks never written (:attr:`WriteBatcher.dropped_marks`)."""
+        return self._writes.dropped_marks
+
+    @property
     def held_writes(self) -> int:
         """Token writes held until Redis can take them (:mod:`~signer.cache.backends.held`)."""
         return self._writes.held
@@ -190,7 +195,10 @@ class RedisCache:
     def track(self, marks: Sequence[WarmMark]) -> None:
         """Queue keep-warm's marks with this iteration's writes
         (:mod:`~signer.cache.backends.writes`); dropped while the breaker is open."""
-        if not marks or self.breaker.state is State.OPEN:
+        if not marks:
+            return
+        if self.breaker.state is State.OPEN:
+            self._writes.dropped_marks += len(marks)
             return
         layout, writes = self.layout, self._writes
         for mark in marks:
