@@ -120,7 +120,7 @@ class WarmState:
         idle_before_ms: int,
         until_ms: int,
         limit: int,
-        skew_ms: int = 5000,
+        skew_ms: int,
     ) -> Claimed | None:
         """Claim up to ``limit`` members of app ``sdkappid`` due by ``now_ms`` until
         ``until_ms``, leaving out (and retiring) those whose user last asked no later
