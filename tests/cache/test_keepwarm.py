@@ -136,6 +136,15 @@ async def ask(node: Instance, userid: str) -> bool:
     return issued.cached
 
 
+async def stays_warm(node: Instance, clock: Clock, userid: str, until: float) -> None:
+    """Pass after pass, every STEP seconds until ``until``: ``userid``'s token is warm
+    after each (a request then would be a hit)."""
+    while clock.now + STEP < until:
+        clock.now += STEP
+        await node.tick()
+        assert await node.cached(userid), f"cold at +{clock.now - START:.0f} s"
+
+
 async def asks_again_from_the_held_token_and_stays_warm(
     node: Instance, clock: Clock, userid: str
 ) -> None:
@@ -147,10 +156,7 @@ async def asks_again_from_the_held_token_and_stays_warm(
         await asyncio.sleep(0.02)
     clock.now += 60
     assert await ask(node, userid)
-    while clock.now + STEP < START + 2 * DAY:
-        clock.now += STEP
-        await node.tick()
-        assert await node.cached(userid), f"cold at +{clock.now - START:.0f} s"
+    await stays_warm(node, clock, userid, START + 2 * DAY)
 
 
 class TestKeptWarm:
@@ -165,10 +171,7 @@ class TestKeptWarm:
         what is due; a re-sign not stored."""
         node, _, clock = pair
         assert not await ask(node, "alice")
-        while clock.now + STEP < START + POLICY.keep_warm:
-            clock.now += STEP
-            await node.tick()
-            assert await node.cached("alice"), f"cold at +{clock.now - START:.0f} s"
+        await stays_warm(node, clock, "alice", START + POLICY.keep_warm)
         before = node.engine.total()
         assert await ask(node, "alice")  # cached: true
         assert node.engine.total() == before  # no signature on its path
@@ -373,10 +376,7 @@ class TestLogout:
         await node.cache.delete_user(SDKAPPID, "hank")
         clock.now += 60
         assert not await ask(node, "hank")  # the old token is retired: a new one
-        while clock.now + STEP < START + 2 * DAY:
-            clock.now += STEP
-            await node.tick()
-            assert await node.cached("hank"), f"cold at +{clock.now - START:.0f} s"
+        await stays_warm(node, clock, "hank", START + 2 * DAY)
         assert node.warm.stats.fell_out[SDKAPPID] == 0
 
 
@@ -531,10 +531,7 @@ class TestRedisRestart:
         clock.now += 600
         redis_server.cli("FLUSHALL")
         assert not await ask(node, "ivy")
-        while clock.now + STEP < START + 2 * DAY:
-            clock.now += STEP
-            await node.tick()
-            assert await node.cached("ivy"), f"cold at +{clock.now - START:.0f} s"
+        await stays_warm(node, clock, "ivy", START + 2 * DAY)
 
     async def test_a_user_first_seen_during_an_outage_is_tracked_from_their_next_request(
         self, pair: tuple[Instance, Instance, Clock]
